@@ -1,0 +1,299 @@
+"""Deterministic generators of the fixture zoo's four task families, and the zoo's reference responses.
+
+The zoo's small Qwen3 models are trained on these tasks and evaluated on a held-out split, so each family keeps the
+answer type and gold format of the real dataset it mirrors (GSM8K/OpenMath, ARC, BoolQ, SQuAD v2) and yields plain
+`evalkit.types.Item`s: zoo tasks and real datasets go through one pipeline.
+
+The tasks are designed so that a model of a few million parameters can learn them: every answer is recoverable from
+the prompt by looking up and copying (a named entity's stated fact, an option's category, the largest number), and
+arithmetic stays within two-digit numbers, written one step per line.
+
+Splits never overlap: each candidate item's content (question, passage, options) is hashed into 16 buckets, and a
+split accepts only its own buckets (test: 1, validation: 1, train: 14), so no seed of the train generator can ever
+produce a held-out item. Randomness comes from `random.Random` seeded with a string (hashed with SHA-512 by the
+standard library), never from `hash()`, so the same call gives the same items on every process and platform.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from evalkit.types import CHOICE_LABELS, Family, Item
+
+ZOO_TASKS: dict[str, Family] = {
+    "zoo_math": "math",
+    "zoo_multiple_choice": "multiple_choice",
+    "zoo_yes_no": "yes_no",
+    "zoo_span": "span",
+}
+"""Task name (Item.task) -> family, for the four zoo tasks."""
+
+TASK_OF_FAMILY: dict[Family, str] = {family: task for task, family in ZOO_TASKS.items()}
+
+SPLITS: dict[str, frozenset[int]] = {
+    "test": frozenset({0}),
+    "validation": frozenset({1}),
+    "train": frozenset(range(2, 16)),
+}
+"""Split -> the content-hash buckets (of 16) it owns; disjoint by construction."""
+
+UNANSWERABLE_RATE = 0.4
+"""Share of span items with no answer in the passage (SQuAD v2's dev set has about half)."""
+
+# A small fixed world. Train and test share it: the model must learn the task's structure, not new words.
+NAMES = (
+    "Ada", "Ben", "Cleo", "Dan", "Eva", "Finn", "Gus", "Hana", "Ivan", "Jade", "Kai", "Lena", "Milo", "Nora",
+    "Omar", "Pia", "Quinn", "Rosa", "Sam", "Tara", "Uma", "Vic", "Wade", "Xena", "Yara", "Zoe", "Alma", "Boris",
+    "Carl", "Dora", "Emil", "Fay", "Gina", "Hugo", "Iris", "Jon", "Kira", "Leo", "Maya", "Ned",
+)
+OBJECTS = ("apples", "pens", "stamps", "cards", "books", "coins", "marbles", "shells", "stickers", "cookies")
+CATEGORIES: dict[str, tuple[str, ...]] = {
+    "fruit": ("apple", "pear", "plum", "grape", "lemon", "mango", "peach", "cherry"),
+    "vegetable": ("carrot", "onion", "potato", "pea", "cabbage", "radish", "lettuce", "leek"),
+    "tool": ("hammer", "saw", "wrench", "drill", "chisel", "shovel", "rake", "pliers"),
+    "vehicle": ("bus", "truck", "train", "bicycle", "tram", "van", "taxi", "scooter"),
+    "instrument": ("piano", "violin", "guitar", "flute", "drum", "harp", "trumpet", "cello"),
+    "furniture": ("chair", "table", "sofa", "desk", "bed", "shelf", "stool", "bench"),
+    "bird": ("eagle", "robin", "crow", "owl", "swan", "duck", "parrot", "hawk"),
+    "metal": ("iron", "copper", "silver", "gold", "zinc", "tin", "lead", "nickel"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Attribute:
+    """One kind of fact about a person: how it is stated, asked (span), asserted (yes/no), and its values."""
+
+    statement: str  # "{name} lives in {value}."
+    wh_question: str  # "Where does {name} live?"
+    yes_no_question: str  # "does {name} live in {value}" (BoolQ style: lower case, no question mark)
+    values: tuple[str, ...]
+
+
+ATTRIBUTES: tuple[_Attribute, ...] = (
+    _Attribute("{name} lives in {value}.", "Where does {name} live?", "does {name} live in {value}",
+               ("Oslo", "Paris", "Lima", "Rome", "Cairo", "Delhi", "Tokyo", "Berlin", "Dublin", "Madrid", "Quito",
+                "Seoul", "Vienna", "Prague", "Lisbon", "Nairobi")),
+    _Attribute("{name} works as a {value}.", "What is {name}'s job?", "does {name} work as a {value}",
+               ("baker", "doctor", "farmer", "pilot", "nurse", "teacher", "driver", "singer", "painter", "lawyer",
+                "cook", "tailor", "miner", "banker", "writer", "dancer")),
+    _Attribute("{name} drives a {value} car.", "What color is {name}'s car?", "does {name} drive a {value} car",
+               ("red", "blue", "green", "black", "white", "yellow", "gray", "pink", "brown", "purple", "orange",
+                "silver")),
+    _Attribute("{name}'s favorite food is {value}.", "What is {name}'s favorite food?",
+               "is {name}'s favorite food {value}",
+               ("soup", "rice", "pizza", "bread", "cheese", "pasta", "salad", "fish", "tacos", "curry", "noodles",
+                "beans")),
+    _Attribute("{name} has a dog named {value}.", "What is the name of {name}'s dog?",
+               "does {name} have a dog named {value}",
+               ("Rex", "Max", "Bella", "Lucky", "Rocky", "Daisy", "Buddy", "Coco", "Duke", "Luna", "Toby", "Bruno")),
+    _Attribute("{name} is {value} years old.", "How old is {name}?", "is {name} {value} years old",
+               tuple(str(age) for age in range(18, 90))),
+    _Attribute("{name} plays {value}.", "What sport does {name} play?", "does {name} play {value}",
+               ("tennis", "chess", "golf", "hockey", "rugby", "soccer", "cricket", "baseball", "volleyball",
+                "polo")),
+)
+
+
+def generate(family: Family, n: int, *, seed: int, split: str = "test") -> list[Item]:
+    """`n` distinct items of one family, the same for the same (family, n, seed, split) everywhere.
+
+    A larger `n` extends a smaller one: the first items do not change. Splits never share an item.
+
+    >>> items = generate("yes_no", 2, seed=0)
+    >>> [item.task for item in items], items == generate("yes_no", 2, seed=0)
+    (['zoo_yes_no', 'zoo_yes_no'], True)
+    >>> set(generate("math", 50, seed=1, split="train")).isdisjoint(generate("math", 50, seed=1))
+    True
+    """
+    if family not in TASK_OF_FAMILY:
+        raise ValueError(f"unknown family {family!r}; expected one of {tuple(TASK_OF_FAMILY)}")
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; expected one of {tuple(SPLITS)}")
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    make = _MAKERS[family]
+    rng = random.Random(f"evalkit.synthetic|{family}|{split}|{seed}")
+    items: list[Item] = []
+    seen: set[str] = set()
+    attempts = 0
+    while len(items) < n:
+        attempts += 1
+        if attempts > 100 * n + 1000:
+            raise RuntimeError(f"could not draw {n} distinct {family} items for split {split!r}")
+        fields = make(rng)
+        key = _content_key(family, fields)
+        if key in seen or _bucket(key) not in SPLITS[split]:
+            continue
+        seen.add(key)
+        items.append(Item(task=TASK_OF_FAMILY[family], id=f"{split}-{seed}-{len(items):05d}", family=family, **fields))
+    return items
+
+
+def reference_response(item: Item) -> str:
+    """The response the zoo is trained to give: a short rationale line or two, then the answer in \\boxed{}.
+
+    >>> print(reference_response(generate("math", 2, seed=0)[1]))
+    17 + 24 = 41
+    41 - 5 = 36
+    \\boxed{36}
+    >>> reference_response(Item("zoo_span", "0", "span", "Where does Ada live?", (), context="Ben is 30 years old."))
+    '\\\\boxed{}'
+    """
+    if item.task not in ZOO_TASKS:
+        raise ValueError(f"reference_response: {item.task!r} is not a zoo task; expected one of {tuple(ZOO_TASKS)}")
+    answer = item.answers[0] if item.answers else ""
+    rationale = dict(item.meta).get("rationale", "")
+    boxed = f"\\boxed{{{answer}}}"
+    return f"{rationale}\n{boxed}" if rationale else boxed
+
+
+# ---------------------------------------------------------------------------------------------- family makers
+# Each maker draws one candidate item's fields (all but task/id) from `rng`.
+
+
+def _math(rng: random.Random) -> dict:
+    """2-3 arithmetic steps on one person's objects; every intermediate value stays within 1..99."""
+    while True:
+        name, other = rng.sample(NAMES, 2)
+        obj = rng.choice(OBJECTS)
+        n_steps = rng.choice((2, 3))
+        sentences: list[str] = []
+        lines: list[str] = []
+        if rng.random() < 0.35:
+            boxes, each = rng.randint(2, 9), rng.randint(2, 9)
+            value = boxes * each
+            sentences.append(f"{name} has {boxes} bags with {each} {obj} in each.")
+            lines.append(f"{boxes} * {each} = {value}")
+        else:
+            value = rng.randint(5, 40)
+            sentences.append(f"{name} has {value} {obj}.")
+        ok = True
+        while len(lines) < n_steps:
+            op = rng.choice(("add", "add", "sub", "sub", "mul"))
+            if op == "add":
+                amount = rng.randint(1, 30)
+                new = value + amount
+                sentences.append(rng.choice((
+                    f"{name} buys {amount} more {obj}.", f"{name} finds {amount} more {obj}.",
+                    f"{other} gives {name} {amount} more {obj}.")))
+                lines.append(f"{value} + {amount} = {new}")
+            elif op == "sub":
+                if value < 3:
+                    ok = False
+                    break
+                amount = rng.randint(1, value - 1)
+                new = value - amount
+                sentences.append(rng.choice((
+                    f"{name} gives {amount} {obj} to {other}.", f"{name} loses {amount} {obj}.",
+                    f"{name} sells {amount} {obj}.")))
+                lines.append(f"{value} - {amount} = {new}")
+            else:
+                factor = rng.choice((2, 3))
+                new = value * factor
+                sentences.append(f"Then the number of {obj} {name} has {('doubles', 'triples')[factor - 2]}.")
+                lines.append(f"{value} * {factor} = {new}")
+            if not 1 <= new <= 99:
+                ok = False
+                break
+            value = new
+        if ok:
+            break
+    question = " ".join(sentences) + f" How many {obj} does {name} have now?"
+    return dict(question=question, answers=(str(value),),
+                meta=(("rationale", "\n".join(lines)), ("steps", str(n_steps))))
+
+
+def _multiple_choice(rng: random.Random) -> dict:
+    """ARC-like: 3-5 lettered options, one correct by a learnable rule; the gold letter is uniform."""
+    k = rng.choices((3, 4, 5), weights=(15, 70, 15))[0]
+    gold = rng.randrange(k)
+    if rng.random() < 0.6:
+        category, *others = rng.sample(sorted(CATEGORIES), k)
+        options = [rng.choice(CATEGORIES[c]) for c in others]
+        right = rng.choice(CATEGORIES[category])
+        options.insert(gold, right)
+        question = f"Which of these is a kind of {category}?"
+        rationale, kind = f"{right} is a kind of {category}.", "category"
+    else:
+        kind = rng.choice(("largest", "smallest"))
+        numbers = sorted(rng.sample(range(1, 100), k), reverse=kind == "largest")
+        right, rest = numbers[0], numbers[1:]
+        rng.shuffle(rest)
+        options = [str(x) for x in rest]
+        options.insert(gold, str(right))
+        question = f"Which number is the {kind}?"
+        rationale = f"{right} is the {kind}."
+    return dict(question=question, answers=(CHOICE_LABELS[gold],), choices=tuple(options),
+                meta=(("kind", kind), ("rationale", rationale)))
+
+
+def _passage(rng: random.Random) -> tuple[list[str], list[_Attribute], list[str]]:
+    """2-4 people, one fact each; half the time two of them share an attribute, so lookups must bind names."""
+    size = rng.randint(2, 4)
+    names = rng.sample(NAMES, size)
+    attributes = [rng.choice(ATTRIBUTES) for _ in range(size)]
+    if rng.random() < 0.5:
+        i, j = rng.sample(range(size), 2)
+        attributes[j] = attributes[i]
+    values = [rng.choice(a.values) for a in attributes]
+    return names, attributes, values
+
+
+def _yes_no(rng: random.Random) -> dict:
+    """BoolQ-like: does the question's asserted value match the stated fact? Balanced yes/no."""
+    names, attributes, values = _passage(rng)
+    context = " ".join(a.statement.format(name=n, value=v) for n, a, v in zip(names, attributes, values))
+    target = rng.randrange(len(names))
+    attribute, truth = attributes[target], values[target]
+    answer = rng.choice(("yes", "no"))
+    asserted = truth
+    if answer == "no":
+        distractors = [v for a, v in zip(attributes, values) if a is attribute and v != truth]
+        if distractors and rng.random() < 0.5:
+            asserted = rng.choice(distractors)
+        else:
+            asserted = rng.choice([v for v in attribute.values if v != truth])
+    question = attribute.yes_no_question.format(name=names[target], value=asserted)
+    evidence = attribute.statement.format(name=names[target], value=truth)
+    return dict(question=question, answers=(answer,), context=context, meta=(("rationale", evidence),))
+
+
+def _span(rng: random.Random) -> dict:
+    """SQuAD v2-like: copy a stated value, or answer the empty box when the passage does not say."""
+    names, attributes, values = _passage(rng)
+    context = " ".join(a.statement.format(name=n, value=v) for n, a, v in zip(names, attributes, values))
+    if rng.random() >= UNANSWERABLE_RATE:
+        target = rng.randrange(len(names))
+        question = attributes[target].wh_question.format(name=names[target])
+        return dict(question=question, answers=(values[target],), context=context, meta=(("answerable", "yes"),))
+    if rng.random() < 0.5:  # a person the passage never mentions, asked about an attribute it does mention
+        name = rng.choice([n for n in NAMES if n not in names])
+        attribute = rng.choice(attributes)
+        reason = "absent_person"
+    else:  # a person it mentions, asked about an attribute it does not state for them
+        idx = rng.randrange(len(names))
+        name = names[idx]
+        attribute = rng.choice([a for a in ATTRIBUTES if a is not attributes[idx]])
+        reason = "absent_fact"
+    return dict(question=attribute.wh_question.format(name=name), answers=(), context=context,
+                meta=(("answerable", "no"), ("reason", reason)))
+
+
+_MAKERS: dict[Family, Callable[[random.Random], dict]] = {
+    "math": _math,
+    "multiple_choice": _multiple_choice,
+    "yes_no": _yes_no,
+    "span": _span,
+}
+
+
+def _content_key(family: str, fields: dict) -> str:
+    """What makes an item the same item: the text a model sees (answers and meta follow from it)."""
+    return "\x1f".join((family, fields.get("context", ""), fields["question"], "\x1e".join(fields.get("choices", ()))))
+
+
+def _bucket(key: str) -> int:
+    return hashlib.sha256(key.encode("utf-8")).digest()[0] % 16
