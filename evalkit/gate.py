@@ -688,7 +688,7 @@ class Gate:
         from evalkit.generation import GenerationConfig
 
         g = self.manifest.gate
-        return GenerationConfig(max_new_tokens=g.max_new_tokens, batch_size=g.batch_size,
+        return GenerationConfig(max_new_tokens=g.max_new_tokens, batch_size=g.batch_size_for(self.device),
                                 enable_thinking=g.enable_thinking, decoder=g.decoder)
 
     def _tasks_of(self, model: str) -> tuple[str, ...]:

@@ -89,6 +89,7 @@ class GateSettings:
     dtype: str | None = None  # load dtype, e.g. "float32"; None keeps each checkpoint's own
     max_new_tokens: int = 256
     batch_size: int = 32
+    gpu_batch_size: int | None = None  # batch size on CUDA (None: batch_size); a GPU wants far larger batches
     enable_thinking: bool = False
     decoder: str = "eager"  # evalkit.generation decoder: "eager", "static" or "compiled" (the fast path on CUDA)
     cache: Path = Path(".evalkit/cache")  # generation cache folder (relative paths: to the working directory)
@@ -96,9 +97,15 @@ class GateSettings:
     drift_limit: int | None = None  # parent responses per task that drift is computed on (None: all)
     seed: int = 0  # item sampling seed for limits
 
+    def batch_size_for(self, device: str) -> int:
+        """Generation batch size on `device` ("cpu" or a CUDA device)."""
+        if device.startswith("cuda") and self.gpu_batch_size is not None:
+            return self.gpu_batch_size
+        return self.batch_size
+
     def __post_init__(self) -> None:
-        if self.max_new_tokens < 1 or self.batch_size < 1:
-            raise ValueError("max_new_tokens and batch_size must be >= 1")
+        if self.max_new_tokens < 1 or self.batch_size < 1 or (self.gpu_batch_size is not None and self.gpu_batch_size < 1):
+            raise ValueError("max_new_tokens, batch_size and gpu_batch_size must be >= 1")
         if self.decoder not in ("eager", "static", "compiled"):
             raise ValueError(f"decoder must be eager, static or compiled, got {self.decoder!r}")
         if self.drift_limit is not None and self.drift_limit < 1:

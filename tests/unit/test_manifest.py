@@ -23,6 +23,7 @@ LAYERED = """
 [gate]
 device = "cpu"
 max_new_tokens = 64
+gpu_batch_size = 256
 [thresholds]
 min_compliance = 0.8
 max_mean_kl = "none"
@@ -78,6 +79,7 @@ def test_cases_groups_paths_and_expectations() -> None:
     assert m.tasks["zoo_math"].limit_for("cpu") == 16 and m.tasks["zoo_math"].limit_for("cuda:0") == 500
     assert m.tasks["zoo_span"].limit_for("cuda") is None
     assert m.gate.device == "cpu" and m.gate.max_new_tokens == 64
+    assert m.gate.batch_size_for("cpu") == 32 and m.gate.batch_size_for("cuda:0") == 256
 
 
 def test_thresholds_are_frozen() -> None:
@@ -107,7 +109,8 @@ def test_thresholds_are_frozen() -> None:
         (MINIMAL + "[thresholds]\nalpha = 'none'\n", "alpha cannot be switched off"),
         (MINIMAL + "[thresholds]\nrequire_power = 1\n", "require_power must be a bool"),
         (MINIMAL + "[thresholds]\nmin_compliance = true\n", "min_compliance must be a number"),
-        (MINIMAL + "[gate]\nbatch_size = 0\n", "\\[gate\\]: max_new_tokens and batch_size must be >= 1"),
+        (MINIMAL + "[gate]\nbatch_size = 0\n", "\\[gate\\]: max_new_tokens, batch_size and gpu_batch_size must be >= 1"),
+        (MINIMAL + "[gate]\ngpu_batch_size = 0\n", "gpu_batch_size must be >= 1"),
         ("[tasks.zoo_math\n", "not valid TOML"),
     ],
 )
