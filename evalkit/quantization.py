@@ -250,22 +250,12 @@ def _calibration_dataset(texts: Sequence[str], tokenizer: Any, max_seq_length: i
 def _save(model: Any, loaded: Any, out: Path, spec: Recipe, items: Sequence[Item], texts: Sequence[str], *,
           seed: int, device: str, max_seq_length: int) -> Path:
     """Write the compressed folder next to `out`, then swap it in: a failed run never leaves half a model."""
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=_parent(out)))
-    staging.chmod(0o755)
-    try:
+    with atomic_folder(out) as staging:
         with warnings.catch_warnings():  # llmcompressor's offload hooks remain on the model; saving is unaffected
             warnings.filterwarnings("ignore", message="Attempting to save a model with offloaded modules")
             model.save_pretrained(staging, save_compressed=True)
         _copy_tokenizer(loaded, staging)
         _write_provenance(staging, loaded, spec, items, texts, seed=seed, device=device, max_seq_length=max_seq_length)
-        for file in staging.iterdir():
-            file.chmod(0o644)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out
 
 
@@ -348,6 +338,25 @@ def _require_llmcompressor() -> None:
 def _parent(out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     return out.parent
+
+
+@contextlib.contextmanager
+def atomic_folder(out: Path) -> Iterator[Path]:
+    """Yield a staging folder beside `out`, then swap it in (files world-readable): a failed or interrupted run
+    never leaves half a model where a loader or the zoo cache would take it for a whole one."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=_parent(out)))
+    staging.chmod(0o755)
+    try:
+        yield staging
+        for file in staging.iterdir():
+            if file.is_file():
+                file.chmod(0o644)
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 @contextlib.contextmanager

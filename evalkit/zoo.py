@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -202,21 +201,13 @@ def _make(v: Variant, source: Path, out: Path, key: str, *, device: str, n_calib
         quantize(source, v.recipe, out, n_calibration=n_calibration, seed=CALIBRATION_SEED, device=device)
         _stamp(out, key, v)
         return
-    from evalkit.quantization import deterministic
+    from evalkit.quantization import atomic_folder, deterministic
 
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    staging.chmod(0o755)
-    try:
+    with atomic_folder(out) as staging:
         shutil.copytree(source, staging, dirs_exist_ok=True)
         with deterministic(CALIBRATION_SEED):
             detail = BREAKAGES[v.breakage](staging)
         _stamp(staging, key, v, breakage_detail=detail)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def _stamp(folder: Path, key: str, v: Variant, breakage_detail: str | None = None) -> None:
