@@ -24,4 +24,4 @@ gate: setup
 
 # The project's tests: unit tests, plugin tests and the gate's model tests on the zoo.
 test: setup
-	$(BIN)/pytest $(ARGS)
+	$(BIN)/pytest -n auto $(ARGS)
