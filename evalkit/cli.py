@@ -31,7 +31,6 @@ __all__ = ["main", "build_parser", "CLIError"]
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MANIFEST = REPO / "fixtures" / "zoo.toml"
-ZOO_SCHEME = "zoo:"
 
 
 class CLIError(Exception):
@@ -99,6 +98,7 @@ def parse_models(specs: Sequence[str], parents: Sequence[str] = (), *, with_zoo_
     [('a', '/m/x'), ('y', '/m/y')]
     """
     from evalkit import zoo
+    from evalkit.manifest import ZOO_SCHEME
 
     refs: dict[str, ModelRef] = {}
 
@@ -189,15 +189,15 @@ def _run_gate(manifest: Any, cases: Sequence[Any], *, device: str | None, limit:
     bar = tqdm(total=len({(c.model, c.task) for c in cases}), unit="eval", desc="evaluating", file=sys.stderr,
                disable=True if quiet else not sys.stderr.isatty(), dynamic_ncols=True)
 
-    def log(message: str) -> None:
-        if bar.disable:  # not a terminal (CI logs): one line per step instead of a bar
-            if not quiet:
-                print(message, file=sys.stderr, flush=True)
-        elif message.startswith("evaluated "):
-            bar.update(1)
-            bar.set_postfix_str(message.split(":")[0].removeprefix("evaluated "), refresh=True)
+    def log(message: str) -> None:  # not a terminal (CI logs): one line per step instead of a bar
+        if bar.disable and not quiet:
+            print(message, file=sys.stderr, flush=True)
 
-    gate = Gate(manifest, device=device, limit=limit, log=log)
+    def progress(model: str, task: str) -> None:
+        bar.update(1)
+        bar.set_postfix_str(f"{model} on {task}", refresh=True)
+
+    gate = Gate(manifest, device=device, limit=limit, log=log, progress=progress)
     try:
         report = gate.report(cases)
     finally:
@@ -237,20 +237,8 @@ def _write_run(out: Path, gate: Any, report: Any, infos: dict[str, Any], *, name
             writer.add_drift(model, task, ev.parent_name, ev.drift)
         elif ev.drift_error:
             writer.add_drift(model, task, ev.parent_name, {"error": ev.drift_error})
-    writer.add_verdicts([verdict_dict(v) for v in report.verdicts])
+    writer.add_verdicts([v.to_dict() for v in report.verdicts])
     return list(dict.fromkeys(errors))
-
-
-def verdict_dict(v: Any) -> dict[str, Any]:
-    """An `evalkit.gate.Verdict` as JSON-ready data (verdicts.json)."""
-    import json
-
-    checks = [{"check": c.check, "status": c.status, "diagnosis": c.diagnosis, "numbers": c.numbers, "note": c.note,
-               "message": c.message, "values": dict(c.values)} for c in v.checks]
-    data = {"model": v.model, "task": v.task, "status": v.status, "outcome": v.outcome, "expect": v.expect,
-            "expected": list(v.expected), "diagnosis": v.diagnosis, "diagnoses": list(v.diagnoses), "checks": checks,
-            "summary": dict(v.summary)}
-    return json.loads(json.dumps(data, default=str))
 
 
 # ------------------------------------------------------------------------------------------------ commands
@@ -281,16 +269,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_gate(args: argparse.Namespace) -> int:
     from evalkit import zoo
-    from evalkit.manifest import load
+    from evalkit.gate import select_cases
+    from evalkit.manifest import ZOO_SCHEME, load
     from evalkit.rundir import describe_model
 
-    manifest_path = Path(args.zoo) if args.zoo else DEFAULT_MANIFEST
-    m = load(manifest_path)
-    if args.model:
-        unknown = sorted(set(args.model) - set(m.models))
-        if unknown:
-            raise CLIError(f"unknown model(s) {unknown}; the manifest {m.source} has {', '.join(m.models)}")
-    cases = [c for c in m.cases() if not args.model or c.model in args.model]
+    m = load(Path(args.zoo) if args.zoo else DEFAULT_MANIFEST)
+    cases = select_cases(m, args.model)
     gate, report = _run_gate(m, cases, device=args.device, limit=args.limit, quiet=args.quiet)
     print(report.summary())
     if args.out != "":

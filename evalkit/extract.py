@@ -31,9 +31,10 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from fractions import Fraction
+from functools import lru_cache
 from typing import Any, Sequence
 
-from evalkit.types import CHOICE_LABELS, FAMILIES, Family
+from evalkit.types import CHOICE_LABELS, Family, check_family
 
 __all__ = [
     "Diagnosis",
@@ -139,8 +140,7 @@ def clean_text(raw_text: str, special_tokens: Sequence[str] = ()) -> str:
     'x'
     """
     _check_str(raw_text, "raw_text")
-    removable = {*special_tokens, *_DEFAULT_SPECIAL_TOKENS} - {"", _THINK_OPEN, _THINK_CLOSE}
-    tokens = sorted(removable, key=len, reverse=True)  # longest first: "<|im_end|>" before a "<|im" prefix
+    tokens = _removal_order(tuple(special_tokens))
     text, previous = raw_text, None
     for _ in range(16):  # removing one token can join the halves of another: "<|<|im_end|>im_end|>"
         if text == previous:
@@ -150,6 +150,14 @@ def clean_text(raw_text: str, special_tokens: Sequence[str] = ()) -> str:
             text = text.replace(token, "")
         text = _GENERIC_SPECIAL.sub("", text)
     return text
+
+
+@lru_cache(maxsize=32)
+def _removal_order(special_tokens: tuple[str, ...]) -> tuple[str, ...]:
+    """The tokens `clean_text` removes, longest first ("<|im_end|>" before a "<|im" prefix); cached because the engine
+    passes the same tokenizer's list for every response."""
+    removable = {*special_tokens, *_DEFAULT_SPECIAL_TOKENS} - {"", _THINK_OPEN, _THINK_CLOSE}
+    return tuple(sorted(removable, key=len, reverse=True))
 
 
 def _answer_region(text: str) -> tuple[str, bool]:
@@ -224,20 +232,18 @@ def _scan_boxes(text: str) -> tuple[str | None, bool]:
         i = m.end()
         while i < n and text[i].isspace():
             i += 1
-        end: int | None = None
-        if i < n and text[i] == "{":
+        braced = i < n and text[i] == "{"
+        if braced:
             end = matches.get(i)
-            content = None if end is None else text[i + 1 : end - 1]
         elif i < n:  # the command regex guarantees a non-letter here unless whitespace was skipped
             end = _bare_token(text, i, matches)
-            content = None if end is None else text[i:end]
         else:
-            content = None
-        if content is None or end is None:
+            end = None
+        if end is None:
             incomplete = True
             pos = m.end()
         else:
-            last = content
+            last = text[i + 1 : end - 1] if braced else text[i:end]
             pos = end
     return last, incomplete
 
@@ -298,8 +304,6 @@ def is_repetition_loop(text: str) -> bool:
 def _read(raw_text: str, special_tokens: Sequence[str], family: Family | None, finish_reason: str) -> Extraction:
     """The one implementation behind `diagnose` and `extract`, so the two can never disagree."""
     _check_str(raw_text, "raw_text")
-    if family is not None:
-        _check_family(family)
     if raw_text == "":
         return Extraction(None, None, Diagnosis.EMPTY)
     if raw_text.strip() == "":
@@ -349,6 +353,8 @@ def diagnose(
     >>> diagnose("\\\\boxed{banana}", family="multiple_choice")
     <Diagnosis.INVALID_ANSWER: 'invalid_answer'>
     """
+    if family is not None:
+        check_family(family)
     return _read(raw_text, special_tokens, family, finish_reason).diagnosis
 
 
@@ -369,7 +375,7 @@ def extract(
     >>> extract("I think it's 1,600 dollars.", "math").diagnosis
     <Diagnosis.NO_BOX: 'no_box'>
     """
-    _check_family(family)
+    check_family(family)
     return _read(raw_text, special_tokens, family, finish_reason)
 
 
@@ -503,12 +509,9 @@ def normalize_math(text: str) -> str | None:
 
 
 def _canonical_decimal(s: str) -> str:
-    try:
-        d = Decimal(s)
-    except InvalidOperation:  # pragma: no cover - _NUMBER only lets decimals through
-        return s
-    out = format(d.normalize(), "f") if d != 0 else "0"
-    return out
+    """``3.0`` -> ``3``, ``.5`` -> ``0.5``, ``-0`` -> ``0``; `s` matches `_NUMBER`, which Decimal always reads."""
+    d = Decimal(s)
+    return format(d.normalize(), "f") if d != 0 else "0"
 
 
 _DECIMAL = r"-?\d+(?:\.\d+)?"
@@ -550,7 +553,7 @@ def normalize(family: Family, text: str) -> str | None:
     >>> normalize("span", ""), normalize("math", "")
     ('', None)
     """
-    _check_family(family)
+    check_family(family)
     if family == "multiple_choice":
         return normalize_choice(text)
     if family == "yes_no":
@@ -629,8 +632,3 @@ def squad_gold_answers(answers: Any) -> tuple[str, ...] | None:
 def _check_str(value: object, name: str) -> None:
     if not isinstance(value, str):
         raise TypeError(f"{name} must be a decoded string, got {type(value).__name__}; decode the token ids first")
-
-
-def _check_family(family: object) -> None:
-    if family not in FAMILIES:
-        raise ValueError(f"unknown answer family {family!r}; expected one of {FAMILIES}")

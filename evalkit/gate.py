@@ -14,7 +14,8 @@ drift between them) and its frozen `Thresholds`:
 
 Every failure names a diagnosis (an `evalkit.extract.Diagnosis` value such as ``empty`` or ``truncated``, or one of
 `LABELS`) and its message carries the counts per failure class, two example responses and the numbers compared.
-`require` is the one assertion core the tests use; `run_gate` is what ``evalkit gate`` calls.
+`require` is the one assertion core the tests use; `Gate` runs the checks over a manifest for the pytest plugin and
+``evalkit gate`` alike, and `run_gate` is its one-call form.
 
 >>> CHECKS
 ('prompt', 'compliance', 'stopping', 'metric_floor', 'recovery', 'drift', 'baseline', 'speed')
@@ -31,15 +32,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from evalkit.manifest import Case, Manifest, Thresholds
-from evalkit.stats import PairedDrop, StatOptions, paired_drop, rate_test
+from evalkit.manifest import Case, Manifest, ManifestError, Thresholds
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # evalkit.stats (numpy) loads with the first check: the pytest plugin imports this module
     from evalkit.drift import DriftResult
     from evalkit.engine import SampleRecord, TaskResult
+    from evalkit.stats import PairedDrop, RateTest
 
 __all__ = ["CHECKS", "LABELS", "CheckResult", "Evidence", "Gate", "GateCase", "GateReport", "Verdict", "case_id",
-           "check", "render_summary", "require", "run_gate", "verdict", "worker_device", "xdist_groups"]
+           "check", "render_summary", "require", "run_gate", "select_cases", "verdict", "worker_device",
+           "xdist_groups"]
 
 CHECKS = ("prompt", "compliance", "stopping", "metric_floor", "recovery", "drift", "baseline", "speed")
 """Every check, in the order a verdict looks for its primary diagnosis (root causes first)."""
@@ -178,6 +180,22 @@ class Verdict:
     def get(self, check_name: str) -> CheckResult:
         return next(c for c in self.checks if c.check == check_name)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The verdict as JSON-ready data (a run folder's verdicts.json, read back by `evalkit.reports`).
+
+        >>> v = verdict(Evidence("m", "t", None, "accuracy", error="load_error: gone"), Thresholds())
+        >>> d = v.to_dict(); d["outcome"], d["diagnosis"], d["checks"][0]["numbers"]
+        ('FAIL', 'load_error', 'gone')
+        """
+        import json
+
+        checks = [{"check": c.check, "status": c.status, "diagnosis": c.diagnosis, "numbers": c.numbers,
+                   "note": c.note, "message": c.message, "values": dict(c.values)} for c in self.checks]
+        data = {"model": self.model, "task": self.task, "status": self.status, "outcome": self.outcome,
+                "expect": self.expect, "expected": list(self.expected), "diagnosis": self.diagnosis,
+                "diagnoses": list(self.diagnoses), "checks": checks, "summary": dict(self.summary)}
+        return json.loads(json.dumps(data, default=str))  # what JSON cannot hold, as its string
+
 
 # --------------------------------------------------------------------------------------------------- the checks
 
@@ -191,8 +209,7 @@ def check(name: str, ev: Evidence, th: Thresholds) -> CheckResult:
     if name not in _CHECK_FUNCTIONS:
         raise ValueError(f"unknown check {name!r}; known: {', '.join(CHECKS)}")
     if ev.error is not None:
-        label, _, detail = ev.error.partition(": ")
-        return CheckResult(name, ev.model, ev.task, "fail", detail or ev.error, diagnosis=label)
+        return _error(name, ev)
     if name in PARENT_CHECKS and ev.parent_name is None:
         return _skip(name, ev, "a reference model (no parent): nothing to compare with")
     if name in PARENT_CHECKS and ev.parent_error is not None:
@@ -226,7 +243,7 @@ def _compliance(ev: Evidence, th: Thresholds) -> CheckResult:
     records = ev.result.records  # type: ignore[union-attr]
     flags = [1.0 if _cls(r) in ("correct", "wrong_answer") else 0.0 for r in records]
     k, n = int(sum(flags)), len(flags)
-    test = rate_test(flags, th.min_compliance, direction="below", options=_options(th))
+    test = _below(flags, th.min_compliance, th)
     numbers = f"compliance {k / n:.3f} ({k}/{n}) vs floor {th.min_compliance:.2f}; {_p(test.p_value)} that it is below"
     values = {"compliance": k / n, "floor": th.min_compliance, "p_value": test.p_value}
     if not test.significant:
@@ -252,7 +269,7 @@ def _stopping(ev: Evidence, th: Thresholds) -> CheckResult:
     mine, theirs = list(ev.result.records), list(ev.parent.records)  # type: ignore[union-attr]
     _same_items(ev, mine, theirs)
     stopped = [[0.0 if r.generation.finish_reason == "length" else 1.0 for r in rs] for rs in (theirs, mine)]
-    test = paired_drop(stopped[0], stopped[1], margin=th.tolerated_drop, options=_options(th))
+    test = _drop(stopped[0], stopped[1], th)
     cut, cut_parent = test.n - round(test.variant_mean * test.n), test.n - round(test.parent_mean * test.n)
     numbers = (f"{cut}/{test.n} replies ran to max_new_tokens, the parent's {cut_parent}/{test.n}; "
                f"{_p(test.p_value)} ({test.method})")
@@ -274,7 +291,7 @@ def _metric_floor(ev: Evidence, th: Thresholds) -> CheckResult:
         numbers = f"{ev.metric} undefined ({metric.reason if metric else 'not computed'}) vs floor {th.min_metric:.2f}"
         return _fail("metric_floor", ev, numbers, _dominant(records), records, {"floor": th.min_metric})
     scores = [_score(r, ev.metric) for r in records]
-    test = rate_test(scores, th.min_metric, direction="below", options=_options(th))
+    test = _below(scores, th.min_metric, th)
     numbers = (f"{ev.metric} {metric.value:.3f} on {len(scores)} items vs floor {th.min_metric:.2f}; "
                f"{_p(test.p_value)} that it is below")
     values = {ev.metric: metric.value, "floor": th.min_metric, "p_value": test.p_value}
@@ -378,8 +395,18 @@ _CHECK_FUNCTIONS: dict[str, Callable[[Evidence, Thresholds], CheckResult]] = {
 # ----------------------------------------------------------------------------------------------------- helpers
 
 
-def _options(th: Thresholds) -> StatOptions:
-    return StatOptions(alpha=th.alpha, power=th.power)
+def _below(values: Sequence[float], floor: float, th: Thresholds) -> RateTest:
+    """One-sided test that the rate of `values` is below `floor`, at the thresholds' alpha and power."""
+    from evalkit.stats import StatOptions, rate_test
+
+    return rate_test(values, floor, direction="below", options=StatOptions(alpha=th.alpha, power=th.power))
+
+
+def _drop(theirs: Sequence[float], mine: Sequence[float], th: Thresholds) -> PairedDrop:
+    """The paired one-sided test of a drop from the parent's per-item values to the model's."""
+    from evalkit.stats import StatOptions, paired_drop
+
+    return paired_drop(theirs, mine, margin=th.tolerated_drop, options=StatOptions(alpha=th.alpha, power=th.power))
 
 
 def _p(p: float) -> str:
@@ -388,6 +415,12 @@ def _p(p: float) -> str:
 
 def _skip(name: str, ev: Evidence, why: str) -> CheckResult:
     return CheckResult(name, ev.model, ev.task, "skip", why)
+
+
+def _error(name: str, ev: Evidence) -> CheckResult:
+    """The failure of a model that could not be evaluated: ``"load_error: detail"`` -> diagnosis and numbers."""
+    label, _, detail = ev.error.partition(": ")  # type: ignore[union-attr]
+    return CheckResult(name, ev.model, ev.task, "fail", detail or ev.error, diagnosis=label)  # type: ignore[arg-type]
 
 
 def _cls(r: SampleRecord) -> str:
@@ -459,8 +492,7 @@ def _paired(ev: Evidence, th: Thresholds) -> tuple[PairedDrop, list[SampleRecord
     mine = list(ev.result.records)  # type: ignore[union-attr]
     theirs = list(ev.parent.records)  # type: ignore[union-attr]
     _same_items(ev, mine, theirs)
-    test = paired_drop([_score(r, ev.metric) for r in theirs], [_score(r, ev.metric) for r in mine],
-                       margin=th.tolerated_drop, options=_options(th))
+    test = _drop([_score(r, ev.metric) for r in theirs], [_score(r, ev.metric) for r in mine], th)
     return test, mine, theirs
 
 
@@ -596,14 +628,19 @@ class Gate:
     One broken model never takes the others down: its load or evaluation error becomes its own failed checks.
     Models are evaluated on every task at first touch and kept in a small LRU (a variant and its parent together,
     for drift), so memory stays bounded on a zoo of any size.
+
+    log: one line per step, for people. progress: called with (model, task) as each (model, task) is evaluated
+    (or fails to be), for a progress bar; parents outside the reported cases count too.
     """
 
     def __init__(self, manifest: Manifest, *, device: str | None = None, limit: int | None = None,
-                 log: Callable[[str], None] | None = None, max_loaded: int = 3) -> None:
+                 log: Callable[[str], None] | None = None, progress: Callable[[str, str], None] | None = None,
+                 max_loaded: int = 3) -> None:
         self.manifest = manifest
         self.device = resolve_device(device or manifest.gate.device)
         self.limit = limit
         self.log = log or (lambda _msg: None)
+        self.progress = progress or (lambda _model, _task: None)
         self.max_loaded = max(2, max_loaded)
         self.timings: dict[str, float] = collections.defaultdict(float)
         self._loaded: collections.OrderedDict[str, Any] = collections.OrderedDict()
@@ -702,13 +739,11 @@ class Gate:
         if spec.parent is not None:
             self._process(spec.parent)
         loaded = self._load(model)
-        if loaded is None:
-            for t in self._tasks_of(model):
-                self._results[(model, t)] = self._model_errors[model]
-            return
         for t in self._tasks_of(model):
-            self._results[(model, t)] = self._evaluate(model, loaded, t)
-        if spec.parent is not None and spec.parent not in self._model_errors:
+            result = self._model_errors[model] if loaded is None else self._evaluate(model, loaded, t)
+            self._results[(model, t)] = result
+            self.progress(model, t)
+        if loaded is not None and spec.parent is not None and spec.parent not in self._model_errors:
             parent = self._load(spec.parent)
             for t in self._tasks_of(model):
                 self._drift[(model, t)] = self._compute_drift(loaded, parent, spec.parent, t)
@@ -839,9 +874,7 @@ class GateCase:
         __tracebackhide__ = True
         ev = self.gate.evidence(self.case.model, self.case.task)
         if ev.error is not None:
-            label, _, detail = ev.error.partition(": ")
-            require(CheckResult("evaluation", ev.model, ev.task, "fail", detail or ev.error, diagnosis=label),
-                    expect=self.case.expect)
+            require(_error("evaluation", ev), expect=self.case.expect)
 
 
 def _where(err: BaseException) -> str:
@@ -905,10 +938,19 @@ def run_gate(manifest: Manifest | str | Path, *, device: str | None = None, limi
     from evalkit.manifest import load
 
     m = manifest if isinstance(manifest, Manifest) else load(manifest)
-    if models:
-        unknown = sorted(set(models) - set(m.models))
-        if unknown:
-            raise ValueError(f"unknown model(s) {unknown}; the manifest {m.source} has {', '.join(m.models)}")
-    gate = Gate(m, device=device, limit=limit, log=log)
-    cases = [c for c in m.cases() if not models or c.model in models]
-    return gate.report(cases)
+    return Gate(m, device=device, limit=limit, log=log).report(select_cases(m, models))
+
+
+def select_cases(manifest: Manifest, models: Sequence[str] | None = None) -> list[Case]:
+    """The manifest's cases, or only those of `models`; an unknown name is a `ManifestError` naming the known ones.
+
+    >>> from evalkit.manifest import loads
+    >>> m = loads("[tasks.t]\\n[models.p]\\npath='p'\\n[models.v]\\npath='v'\\nparent='p'\\n")
+    >>> [c.id for c in select_cases(m, ["v"])]
+    ['v-t']
+    """
+    unknown = sorted(set(models or ()) - set(manifest.models))
+    if unknown:
+        raise ManifestError(f"unknown model(s) {unknown}; the manifest {manifest.source} has "
+                            f"{', '.join(manifest.models)}")
+    return [c for c in manifest.cases() if not models or c.model in models]

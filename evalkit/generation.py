@@ -5,7 +5,7 @@ so nobody could tell an empty response from a missing box. Here every item keeps
 special tokens (what the diagnosis reads), its clean text, token counts and why decoding stopped.
 
 A `Backend` is the seam for other engines (vLLM, an OpenAI-compatible server) once a model outgrows one machine:
-render prompts, generate, describe itself. `HFBackend` is the transformers implementation, with three decoders:
+render prompts, generate, describe itself. `HFBackend` is the transformers implementation, with four decoders:
 
 - ``eager``: `model.generate` with a dynamic KV cache (default; every architecture transformers supports).
 - ``static``: evalkit's own greedy loop over a static KV cache, the same tokens as ``eager``.
@@ -286,6 +286,7 @@ class _StaticDecoder:
         if kinds != {"full_attention"}:
             raise ValueError(f"decoder={mode!r} supports full-attention models only (this one has {sorted(kinds)}); "
                              "use decoder='eager'")
+        self._torch = torch  # for the per-step helpers, which run without re-importing
         self.model, self.pad_id, self.mode, self.kinds = model, pad_id, mode, sorted(kinds)
         self.device = next(model.parameters()).device
         if mode == "cuda_graph" and self.device.type != "cuda":
@@ -319,7 +320,6 @@ class _StaticDecoder:
         import torch
         from transformers import StaticCache
 
-        self._torch = torch
         self.shape = (batch, cache_len, max_new)
         self.cache = StaticCache(config=self.model.config, max_cache_len=cache_len)
         dev = self.device
@@ -366,7 +366,6 @@ class _StaticDecoder:
     def generate(self, input_ids: Any, mask: Any, max_new_tokens: int):
         import torch
 
-        self._torch = torch
         rows, width = input_ids.shape
         batch, cache_len = rows, -(-width // self.BUCKET) * self.BUCKET + max_new_tokens
         if self.shape is not None and self.shape[0] >= rows and self.shape[1] >= cache_len and \

@@ -29,7 +29,7 @@ import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal, Mapping, TypeVar
 
 __all__ = ["Case", "GateSettings", "Manifest", "ManifestError", "ModelSpec", "TaskEntry", "Thresholds", "load",
            "loads", "ZOO_SCHEME"]
@@ -81,6 +81,14 @@ class Thresholds:
                 raise ValueError(f"{name} must be >= 1, got {value!r}")
 
 
+_T = TypeVar("_T")
+
+
+def _per_device(device: str, value: _T, gpu_value: _T | None) -> _T:
+    """`gpu_value` on a CUDA device when it is set, else `value`: the one rule for every ``gpu_*`` setting."""
+    return gpu_value if device.startswith("cuda") and gpu_value is not None else value
+
+
 @dataclass(frozen=True, slots=True)
 class GateSettings:
     """Run-wide settings from ``[gate]``; the command line (--gate-device, --gate-limit) overrides some."""
@@ -99,9 +107,7 @@ class GateSettings:
 
     def batch_size_for(self, device: str) -> int:
         """Generation batch size on `device` ("cpu" or a CUDA device)."""
-        if device.startswith("cuda") and self.gpu_batch_size is not None:
-            return self.gpu_batch_size
-        return self.batch_size
+        return _per_device(device, self.batch_size, self.gpu_batch_size)
 
     def __post_init__(self) -> None:
         if self.max_new_tokens < 1 or self.batch_size < 1 or (self.gpu_batch_size is not None and self.gpu_batch_size < 1):
@@ -128,9 +134,7 @@ class TaskEntry:
 
     def limit_for(self, device: str) -> int | None:
         """Items to use on `device` ("cpu" or a CUDA device)."""
-        if device.startswith("cuda") and self.gpu_limit is not None:
-            return self.gpu_limit
-        return self.limit
+        return _per_device(device, self.limit, self.gpu_limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,32 +186,26 @@ class Manifest:
     def cases(self) -> list[Case]:
         """Every (model, task) to check, parents first, in manifest order within each generation."""
         out = []
-        for name in self._ordered_models():
-            spec = self.models[name]
-            for task in spec.tasks or tuple(self.tasks):
-                out.append(Case(name, task, spec.parent, self.root_of(name), spec.expect))
+        for name in sorted(self.models, key=lambda name: len(self._lineage(name))):  # stable: manifest order kept
+            spec, group = self.models[name], self.root_of(name)
+            out.extend(Case(name, task, spec.parent, group, spec.expect) for task in spec.tasks or tuple(self.tasks))
         return out
 
     def root_of(self, model: str) -> str:
         """The first ancestor without a parent (the model itself when it has none)."""
-        while (parent := self.models[model].parent) is not None:
-            model = parent
-        return model
+        return self._lineage(model)[-1]
 
     def thresholds(self, model: str, task: str) -> Thresholds:
         """Thresholds for one (model, task): defaults, then the task's, then the model's."""
         layers = {**self.defaults, **self.tasks[task].thresholds, **self.models[model].thresholds}
         return Thresholds(**layers)
 
-    def _ordered_models(self) -> list[str]:
-        depth = {name: self._depth(name) for name in self.models}
-        return sorted(self.models, key=lambda name: depth[name])  # stable: manifest order within a depth
-
-    def _depth(self, model: str) -> int:
-        d = 0
-        while (model := self.models[model].parent) is not None:  # type: ignore[assignment]
-            d += 1
-        return d
+    def _lineage(self, model: str) -> list[str]:
+        """`model`, its parent, its parent's parent, ... (loads refuses parent cycles, so this ends)."""
+        chain = [model]
+        while (parent := self.models[chain[-1]].parent) is not None:
+            chain.append(parent)
+        return chain
 
 
 # ------------------------------------------------------------------------------------------------------ parsing
@@ -247,7 +245,7 @@ def loads(text: str, *, root: str | os.PathLike[str] = ".", source: str = "<mani
     if not models_table:
         raise ManifestError(f"{source}: no [models.<name>] table; a manifest needs at least one model")
     models = {name: _model(name, body, root, tasks, where) for name, body in models_table.items()}
-    _check_parents(models, where)
+    _check_parents(models, tuple(tasks), where)
     manifest = Manifest(source=source, gate=gate, tasks=tasks, models=models, defaults=defaults)
     for case in manifest.cases():  # every combination must build valid thresholds
         try:
@@ -291,7 +289,7 @@ def _thresholds(body: Any, where: _Where, table: str) -> dict[str, Any]:
     where.keys(body, set(_THRESHOLD_KEYS), table)
     out: dict[str, Any] = {}
     for key, value in body.items():
-        if key == "require_power" or key == "beat_baseline":
+        if _THRESHOLD_KEYS[key] == "bool":  # require_power, beat_baseline
             out[key] = where.typed(value, bool, table, key)
         elif value == "none":  # TOML has no null: "none" switches a check off
             if "None" not in str(_THRESHOLD_KEYS[key]):
@@ -388,7 +386,7 @@ def _resolve(path: str, root: Path) -> Path:
     return p if p.is_absolute() else (root / p)
 
 
-def _check_parents(models: Mapping[str, ModelSpec], where: _Where) -> None:
+def _check_parents(models: Mapping[str, ModelSpec], all_tasks: tuple[str, ...], where: _Where) -> None:
     for name, spec in models.items():
         if spec.parent is None:
             continue
@@ -401,7 +399,9 @@ def _check_parents(models: Mapping[str, ModelSpec], where: _Where) -> None:
                 raise where.fail(f"[models.{name}]", f"parent chain loops back to {cur!r}")
             seen.add(cur)
             cur = models[cur].parent
-        missing = [t for t in spec.tasks or () if models[spec.parent].tasks and t not in models[spec.parent].tasks]
+        # a model without its own task list runs every task, so compare the lists it will actually run
+        parent_tasks = models[spec.parent].tasks or all_tasks
+        missing = [t for t in spec.tasks or all_tasks if t not in parent_tasks]
         if missing:
             raise where.fail(f"[models.{name}]", f"tasks {missing} are not evaluated for its parent {spec.parent!r}; "
                                                  f"a variant is compared with its parent on the same task")

@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 from evalkit.baselines import (
     BaselineComparison,
@@ -39,7 +39,7 @@ from evalkit.extract import (
     normalize_yes_no,
     squad_normalize,
 )
-from evalkit.types import FAMILIES, Family, Item
+from evalkit.types import Family, Item, check_family
 
 __all__ = [
     "BaselineComparison",
@@ -72,10 +72,6 @@ PRIMARY_METRIC: dict[Family, str] = {
 # --- SQuAD v2.0, as the official evaluation script defines it ------------------------------------------------------
 
 
-def _squad_tokens(text: str) -> list[str]:
-    return squad_normalize(text).split() if text else []
-
-
 def squad_exact(gold: str, pred: str) -> int:
     """1 when the normalized strings are equal (official ``compute_exact``).
 
@@ -91,7 +87,10 @@ def squad_f1(gold: str, pred: str) -> float:
     >>> squad_f1("Rollo of Normandy", "Rollo"), squad_f1("", ""), squad_f1("France", "")
     (0.5, 1.0, 0.0)
     """
-    gold_tokens, pred_tokens = _squad_tokens(gold), _squad_tokens(pred)
+    return _token_f1(squad_normalize(gold).split(), squad_normalize(pred).split())
+
+
+def _token_f1(gold_tokens: list[str], pred_tokens: list[str]) -> float:
     if not gold_tokens or not pred_tokens:
         return float(gold_tokens == pred_tokens)
     same = sum((Counter(gold_tokens) & Counter(pred_tokens)).values())
@@ -102,9 +101,26 @@ def squad_f1(gold: str, pred: str) -> float:
 
 
 def _squad_item(golds: Sequence[str], pred: str) -> tuple[int, float]:
-    """(exact, f1) of one prediction: max over golds; golds normalizing to "" are dropped, none left means [""]."""
-    golds = [g for g in golds if squad_normalize(g)] or [""]
-    return max(squad_exact(g, pred) for g in golds), max(squad_f1(g, pred) for g in golds)
+    """(exact, f1) of one prediction: max over golds; golds normalizing to "" are dropped, none left means [""].
+
+    `squad_exact` and `squad_f1` per gold, with every string normalized once: this runs on every span response.
+    """
+    normalized_golds = [g for g in map(squad_normalize, golds) if g] or [""]
+    p = squad_normalize(pred)
+    p_tokens = p.split()
+    exact = max(int(g == p) for g in normalized_golds)
+    return exact, max(_token_f1(g.split(), p_tokens) for g in normalized_golds)
+
+
+_Row = TypeVar("_Row")
+
+
+def _answer_subsets(rows: Sequence[_Row], answerable: Callable[[_Row], bool]) -> Iterator[tuple[str, list[_Row]]]:
+    """The official script's ``HasAns_``/``NoAns_`` subsets of `rows`; an empty subset is absent, never 0."""
+    for prefix, want in (("HasAns_", True), ("NoAns_", False)):
+        subset = [row for row in rows if answerable(row) == want]
+        if subset:
+            yield prefix, subset
 
 
 def squad_v2(predictions: list[str], references: list[list[str]]) -> dict[str, float | int]:
@@ -127,26 +143,22 @@ def squad_v2(predictions: list[str], references: list[list[str]]) -> dict[str, f
     for i, pred in enumerate(predictions):
         if not isinstance(pred, str):
             raise TypeError(f"squad_v2: prediction {i} is {type(pred).__name__}, not str; use '' for 'no answer'")
-    scores = [_squad_item(golds, pred) for pred, golds in zip(predictions, references)]
-    has_answer = [bool(golds) for golds in references]
+    # (exact, f1, has an answer) per question
+    rows = [(*_squad_item(golds, pred), bool(golds)) for pred, golds in zip(predictions, references)]
 
-    def block(indices: list[int], prefix: str = "") -> dict[str, float | int]:
-        total = len(indices)
+    def block(subset: list[tuple[int, float, bool]], prefix: str = "") -> dict[str, float | int]:
+        total = len(subset)
         return {
-            f"{prefix}exact": 100.0 * sum(scores[i][0] for i in indices) / total,
-            f"{prefix}f1": 100.0 * math.fsum(scores[i][1] for i in indices) / total,
+            f"{prefix}exact": 100.0 * sum(exact for exact, _, _ in subset) / total,
+            f"{prefix}f1": 100.0 * math.fsum(f1 for _, f1, _ in subset) / total,
             f"{prefix}total": total,
         }
 
-    if not scores:
+    if not rows:
         return {"total": 0}
-    out = block(list(range(len(scores))))
-    has = [i for i, h in enumerate(has_answer) if h]
-    no = [i for i, h in enumerate(has_answer) if not h]
-    if has:
-        out |= block(has, "HasAns_")
-    if no:
-        out |= block(no, "NoAns_")
+    out = block(rows)
+    for prefix, subset in _answer_subsets(rows, lambda row: row[2]):
+        out |= block(subset, prefix)
     return out
 
 
@@ -344,24 +356,18 @@ def aggregate(item_scores: Iterable[ItemScore], family: Family) -> dict[str, Met
     >>> m["avg_abs_diff"].value, m["avg_abs_diff"].n_scored
     (None, 0)
     """
-    if family not in FAMILIES:
-        raise ValueError(f"unknown answer family {family!r}; expected one of {FAMILIES}")
+    check_family(family)
     scores = list(item_scores)
     for s in scores:
         if s.family != family:
             raise ValueError(
                 f"aggregate({family!r}) got an ItemScore of family {s.family!r}; aggregate one task at a time"
             )
-    if family == "span":
-        out = _means(scores, family)
-        has_answer = [s for s in scores if not s.unanswerable]
-        no_answer = [s for s in scores if s.unanswerable]
-        for prefix, subset in (("HasAns_", has_answer), ("NoAns_", no_answer)):
-            if subset:  # as in the official script: an empty subset is absent, not 0
-                out |= _means(subset, family, prefix)
-        return out
     out = _means(scores, family)
-    if family == "math":
+    if family == "span":
+        for prefix, subset in _answer_subsets(scores, lambda s: not s.unanswerable):
+            out |= _means(subset, family, prefix)
+    elif family == "math":
         out["avg_abs_diff"] = _avg_abs_diff(scores)
     return out
 

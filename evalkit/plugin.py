@@ -58,8 +58,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_cmdline_main(config: pytest.Config) -> None:
-    """With -n and no --dist of the user's, distribute by xdist_group, so one model's tests stay on one worker."""
+    """With -n and no --dist of the user's, distribute by xdist_group, so one model's tests stay on one worker.
+
+    Only where a gate runs (--zoo, or evalkit's own checkout): the plugin is loaded by every pytest run of any
+    project that has evalkit installed, and must not change how unrelated suites are distributed."""
     if not getattr(config.option, "numprocesses", None) or getattr(config.option, "dist", None) not in ("no", "load"):
+        return
+    if not config.getoption("zoo", None) and DEFAULT_MANIFEST.parent.parent != config.rootpath:
         return
     args = [*config.invocation_params.args, *shlex.split(os.environ.get("PYTEST_ADDOPTS", "")),
             *config.getini("addopts")]
@@ -122,16 +127,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         if fixture not in metafunc.fixturenames:
             continue
         manifest = _manifest(metafunc.config)
-        devices = {"both": ("cpu", "cuda")}.get(metafunc.config.getoption("gate_device"),
-                                                 (metafunc.config.getoption("gate_device"),))
+        option = metafunc.config.getoption("gate_device")
+        groups = gate_lib.xdist_groups(manifest) if manifest else {}
         params = []
-        for device in devices:
-            marks = [pytest.mark.gpu] if device == "cuda" else []
+        for device in gate_lib.DEVICES if option == "both" else (option,):
+            gpu = [pytest.mark.gpu] if device == "cuda" else []
             for case in manifest.cases() if manifest else ():
                 if wanted(case):
-                    group = pytest.mark.xdist_group(name=f"{device}-{case.model}")
-                    params.append(pytest.param((device, case), marks=[*marks, group],
-                                              id=gate_lib.case_id(device, case)))
+                    test_id = gate_lib.case_id(device, case)
+                    group = pytest.mark.xdist_group(name=groups[test_id])
+                    params.append(pytest.param((device, case), marks=[*gpu, group], id=test_id))
         metafunc.parametrize(fixture, params, indirect=True)
 
 
@@ -214,8 +219,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     """xdist worker: hand this worker's verdict rows to the controller, which prints one table."""
     output = getattr(session.config, "workeroutput", None)
     if output is not None:
-        output["evalkit_gate"] = {device: {"rows": gate.computed().rows(), "timings": dict(gate.computed().timings)}
-                                  for device, gate in session.config.stash.get(_GATES, {}).items()}
+        output["evalkit_gate"] = _share(session.config)
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -227,10 +231,7 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     tables: dict[str, tuple[list, dict]] = {}
-    for device, gate in config.stash.get(_GATES, {}).items():
-        report = gate.computed()
-        tables[device] = (report.rows(), dict(report.timings))
-    for share in config.stash.get(_SHARES, []):
+    for share in (_share(config), *config.stash.get(_SHARES, [])):  # this process's, then each worker's
         for device, part in share.items():
             rows, timings = tables.setdefault(device, ([], {}))
             rows.extend(tuple(r) for r in part["rows"])
@@ -248,6 +249,15 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 # ------------------------------------------------------------------------------------------------------ helpers
 
 
+def _share(config: pytest.Config) -> dict[str, dict[str, Any]]:
+    """This process's verdict rows and timings per device: what a worker sends, and what the controller merges."""
+    out = {}
+    for device, gate in config.stash.get(_GATES, {}).items():
+        report = gate.computed()
+        out[device] = {"rows": report.rows(), "timings": dict(report.timings)}
+    return out
+
+
 def _manifest(config: pytest.Config) -> manifest_lib.Manifest | None:
     if _MANIFEST not in config.stash:
         path = config.getoption("zoo")
@@ -261,8 +271,9 @@ def _manifest(config: pytest.Config) -> manifest_lib.Manifest | None:
     return config.stash[_MANIFEST]
 
 
+@functools.cache
 def _gpu_count() -> int:
-    """GPUs on this host, without initializing CUDA in this process (nvidia-smi; 0 when there is none)."""
+    """GPUs on this host, without initializing CUDA in this process (nvidia-smi, once for all workers; 0 if none)."""
     smi = shutil.which("nvidia-smi")
     if smi is None:
         return 0

@@ -225,9 +225,9 @@ def _cosines(values: Sequence[float]) -> str:
 def _failures(table: Sequence[Row]) -> str:
     out = []
     for r in table:
-        if not (r.status == "fail" or (not r.verdict and r.compliance < COMPLIANT)):
+        if not r.failing:
             continue
-        title = f"{r.model.name} on {r.task}: " + (", ".join(r.status_diagnoses) or (r.dominant_failure or "fail"))
+        title = f"{r.model.name} on {r.task}: {r.causes}"
         inner = []
         if r.model.note:
             inner.append(f"<div class='muted'>{escape(r.model.note)}</div>")
@@ -256,10 +256,8 @@ def _unevaluated(run: Run) -> str:
 
 
 def _footer(run: Run) -> str:
-    env = {}
-    for e in run.entries[:1]:
-        env = dict(e.result.get("environment") or {})
-    gen = dict(run.entries[0].result.get("generation") or {}) if run.entries else {}
+    first = run.entries[0].result if run.entries else {}  # one run: one environment and generation config
+    env, gen = dict(first.get("environment") or {}), dict(first.get("generation") or {})
     text = "; ".join(f"{k} {v}" for k, v in env.items())
     gen_text = ", ".join(f"{k}={v}" for k, v in gen.items())
     command = " ".join(str(c) for c in run.manifest.get("command", []))

@@ -63,6 +63,19 @@ def _label_width(labels: Sequence[str]) -> int:
     return int(max(80, min(longest, MAX_LABEL_CHARS) * CHAR_W + 12))
 
 
+def _open(title: str, label_w: int, height: int) -> list[str]:
+    """A chart's opening <svg> tag (its title for screen readers) and its visible title."""
+    width = label_w + BAR_W + VALUE_W
+    return [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' viewBox='0 0 {width} {height}' "
+            f"role='img' aria-label='{escape(title, quote=True)}' style='{FONT}'>",
+            _text(0, 16, title, size=13, weight="600")]
+
+
+def _decades(vmin: float, vmax: float) -> tuple[int, int]:
+    """The log axis in whole decades: 10^lo <= vmin, 10^hi >= vmax, at least one decade wide."""
+    return math.floor(math.log10(vmin)), math.ceil(math.log10(max(vmax, vmin * 10)))
+
+
 def hbar_chart(title: str, bars: Sequence[Bar], *, vmax: float = 1.0, fmt: str = "{:.2f}", log: bool = False,
                vmin: float = 1e-4, reference: float | None = None, reference_label: str = "") -> str:
     """Horizontal bars on a 0..vmax axis (or log10 vmin..vmax), with an optional dashed reference line.
@@ -71,15 +84,11 @@ def hbar_chart(title: str, bars: Sequence[Bar], *, vmax: float = 1.0, fmt: str =
     True
     """
     LABEL_W = _label_width([b.label for b in bars])  # noqa: N806 - a layout constant per chart
-    height = TOP + ROW * max(1, len(bars)) + 26
-    width = LABEL_W + BAR_W + VALUE_W
-    out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' viewBox='0 0 {width} {height}' "
-           f"role='img' aria-label='{escape(title, quote=True)}' style='{FONT}'>",
-           _text(0, 16, title, size=13, weight="600")]
+    out = _open(title, LABEL_W, TOP + ROW * max(1, len(bars)) + 26)
 
     def pos(v: float) -> float:
         if log:  # whole decades, so the ticks (10^k) span the axis exactly
-            lo, hi = math.floor(math.log10(vmin)), math.ceil(math.log10(max(vmax, vmin * 10)))
+            lo, hi = _decades(vmin, vmax)
             return BAR_W * min(1.0, max(0.0, (math.log10(max(v, vmin)) - lo) / (hi - lo)))
         return BAR_W * min(1.0, max(0.0, v / vmax if vmax > 0 else 0.0))
 
@@ -112,7 +121,7 @@ def hbar_chart(title: str, bars: Sequence[Bar], *, vmax: float = 1.0, fmt: str =
 
 def _ticks(vmax: float, *, log: bool, vmin: float) -> list[float]:
     if log:
-        lo, hi = math.floor(math.log10(vmin)), math.ceil(math.log10(max(vmax, vmin * 10)))
+        lo, hi = _decades(vmin, vmax)
         return [10.0 ** k for k in range(lo, hi + 1)]
     if vmax <= 0:
         return [0.0]
@@ -138,11 +147,7 @@ def stacked_chart(title: str, rows: Sequence[tuple[str, Mapping[str, int]]], ord
     2
     """
     LABEL_W = _label_width([label for label, _ in rows])  # noqa: N806 - a layout constant per chart
-    height = TOP + ROW * max(1, len(rows)) + 8
-    width = LABEL_W + BAR_W + VALUE_W
-    out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' viewBox='0 0 {width} {height}' "
-           f"role='img' aria-label='{escape(title, quote=True)}' style='{FONT}'>",
-           _text(0, 16, title, size=13, weight="600")]
+    out = _open(title, LABEL_W, TOP + ROW * max(1, len(rows)) + 8)
     for i, (label, counts) in enumerate(rows):
         y = TOP + i * ROW
         total = sum(counts.values())

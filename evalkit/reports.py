@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from evalkit.gate import OUTCOMES
 from evalkit.rundir import METHOD_LABELS, Entry, ModelInfo, Run, load_run
 
 __all__ = ["ReportPaths", "Row", "MethodRow", "answer_format", "compare_entries", "csv_text", "markdown",
@@ -93,6 +94,16 @@ class Row:
     @property
     def status_diagnoses(self) -> list[str]:
         return list(self.verdict.get("diagnoses", [])) if self.verdict else []
+
+    @property
+    def failing(self) -> bool:
+        """The gate failed it; without a verdict, compliance below the default floor."""
+        return self.status == "fail" or (not self.verdict and self.compliance < COMPLIANT)
+
+    @property
+    def causes(self) -> str:
+        """Why it fails, in a few words: the gate's diagnoses, else the most frequent failed diagnosis."""
+        return ", ".join(self.status_diagnoses) or (self.dominant_failure or "fail")
 
     @property
     def dominant_failure(self) -> str | None:
@@ -361,9 +372,6 @@ def markdown(run: Run, table: Sequence[Row] | None = None) -> str:
     return "\n".join(lines)
 
 
-OUTCOMES = ("PASS", "FAIL", "CAUGHT", "MISDIAGNOSED", "ESCAPED")
-
-
 def outcome_tally(table: Sequence[Row]) -> dict[str, int]:
     """Count of the gate's outcomes (PASS, FAIL, CAUGHT, MISDIAGNOSED, ESCAPED) over the gated rows."""
     counts = Counter(str((r.verdict or {}).get("outcome") or r.status.upper()) for r in table if r.verdict)
@@ -422,15 +430,13 @@ def _failures(table: Sequence[Row]) -> list[str]:
 
     out: list[str] = []
     for r in table:
-        failing = r.status == "fail" or (not r.verdict and r.compliance < COMPLIANT)
-        if not failing:
+        if not r.failing:
             continue
         if not out:
             out += ["", "## Why they fail", "", "Each failing (model, task), folded: the gate's message for its primary "
                     "failure (counts per failure class, example responses, the numbers compared).", ""]
-        causes = ", ".join(r.status_diagnoses) or (r.dominant_failure or "fail")
         note = f" ({r.model.note})" if r.model.note else ""
-        out += [f"<details><summary><code>{r.model.name}</code> on {r.task}: {causes}{note}</summary>", ""]
+        out += [f"<details><summary><code>{r.model.name}</code> on {r.task}: {r.causes}{note}</summary>", ""]
         failed = [c for c in (r.verdict or {}).get("checks", []) if c.get("status") == "fail"]
         if failed:  # the primary failure in full (counts, examples, numbers); the others in one line each
             out += ["```", str(failed[0].get("message", "")), "```"]

@@ -270,7 +270,8 @@ class RunWriter:
         return file
 
     def add_verdicts(self, verdicts: Sequence[Mapping[str, Any]]) -> Path:
-        """Write verdicts.json: a list of {model, task, status ("pass"/"fail"/...), reasons: [...]}."""
+        """Write verdicts.json: one `evalkit.gate.Verdict.to_dict()` per (model, task) (model, task, status, outcome,
+        diagnoses, checks with their messages, summary)."""
         file = self.root / "verdicts.json"
         doc = {"schema": "evalkit.verdicts", "schema_version": 1, "verdicts": [dict(v) for v in verdicts]}
         file.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

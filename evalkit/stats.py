@@ -173,13 +173,12 @@ class RateTest:
         )
 
 
-def _log_factorials(n: int) -> np.ndarray:
-    return np.concatenate(([0.0], np.cumsum(np.log(np.arange(1, n + 1, dtype=np.float64)))))
-
-
-def _binom_logpmf(js: np.ndarray, n: int, p: float) -> np.ndarray:
-    lf = _log_factorials(n)
-    return lf[n] - lf[js] - lf[n - js] + js * math.log(p) + (n - js) * math.log1p(-p)
+def _binom_mass(js: np.ndarray, n: int, p: float) -> float:
+    """P(X in js) for X ~ Binomial(n, p), 0 < p < 1: summed in log space so that large n stays finite."""
+    lf = np.concatenate(([0.0], np.cumsum(np.log(np.arange(1, n + 1, dtype=np.float64)))))  # log k!, k = 0..n
+    logs = lf[n] - lf[js] - lf[n - js] + js * math.log(p) + (n - js) * math.log1p(-p)
+    top = logs.max()
+    return float(min(1.0, math.exp(top) * np.exp(logs - top).sum()))
 
 
 def binom_sf(k: int, n: int, p: float) -> float:
@@ -196,9 +195,7 @@ def binom_sf(k: int, n: int, p: float) -> float:
         return 0.0
     if p >= 1.0:
         return 1.0
-    logs = _binom_logpmf(np.arange(k, n + 1), n, p)
-    top = logs.max()
-    return float(min(1.0, math.exp(top) * np.exp(logs - top).sum()))
+    return _binom_mass(np.arange(k, n + 1), n, p)
 
 
 def binom_cdf(k: int, n: int, p: float) -> float:
@@ -215,9 +212,7 @@ def binom_cdf(k: int, n: int, p: float) -> float:
         return 1.0
     if p >= 1.0:
         return 0.0
-    logs = _binom_logpmf(np.arange(0, k + 1), n, p)
-    top = logs.max()
-    return float(min(1.0, math.exp(top) * np.exp(logs - top).sum()))
+    return _binom_mass(np.arange(0, k + 1), n, p)
 
 
 def minimum_detectable_drop(n: int, second_moment: float, options: StatOptions = StatOptions()) -> float:

@@ -21,6 +21,18 @@ CHOICE_LABELS = "ABCDEFGH"
 """Multiple-choice options are always labelled with letters; datasets labelled 1-4 are mapped at load time."""
 
 
+def check_family(family: object) -> None:
+    """Raise the one error for a family that is not an answer family (extraction and metrics share it).
+
+    >>> check_family("math")
+    >>> check_family("essay")
+    Traceback (most recent call last):
+    ValueError: unknown answer family 'essay'; expected one of ('math', 'multiple_choice', 'yes_no', 'span')
+    """
+    if family not in FAMILIES:
+        raise ValueError(f"unknown answer family {family!r}; expected one of {FAMILIES}")
+
+
 @dataclass(frozen=True, slots=True)
 class Item:
     """One question with its gold answer(s), in canonical form.

@@ -116,11 +116,11 @@ def _cpu_model(path: str | None, dtype: str):
 
         return load_model(zoo, dtype=getattr(torch, dtype))
     sys.path.insert(0, str(REPO / "tests" / "unit"))
-    import engine_tiny  # a random stand-in of the zoo's size until the zoo is built
+    import tiny_models  # a random stand-in of the zoo's size until the zoo is built
 
-    tok = engine_tiny.build_tokenizer()
-    model = engine_tiny.build_model(len(tok), layers=4, hidden=256, eos_id=tok.eos_token_id).to(getattr(torch, dtype))
-    return engine_tiny.Tiny(model, tok, Path("random-tiny-qwen3"), "random")
+    tok = tiny_models.build_tokenizer()
+    model = tiny_models.build_model(len(tok), layers=4, hidden=256, eos_id=tok.eos_token_id).to(getattr(torch, dtype))
+    return tiny_models.Tiny(model, tok, Path("random-tiny-qwen3"), "random")
 
 
 # ------------------------------------------------------------------------------------------------------ GPU

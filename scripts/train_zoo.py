@@ -17,8 +17,10 @@ card, seconds) and its scores (format compliance and accuracy per family, greedy
 measured after reloading the saved folder the way a user loads it. Base and SFT also get an RTN w4 group-64 proxy
 score (all decoder Linear weights fake-quantized), a cheap early warning of fragility under 4-bit quantization.
 
-The generation and scoring helpers at the bottom are deliberately minimal and local (tests/unit/test_zoo_models.py
-imports them); evalkit's evaluation engine is the real implementation.
+The generation and scoring helpers in the "eval" section stay local on purpose: every committed provenance.json
+score was measured with them (tests/unit/test_zoo_models.py re-checks those numbers through them). evalkit's engine
+scores differently (Math-Verify equivalence, SQuAD normalisation, \\fbox and think-block handling, a reply stops at
+either eos token, batches sorted by token count), so it would not reproduce the recorded numbers.
 """
 
 from __future__ import annotations

@@ -9,13 +9,15 @@ responses use the fixture zoo's models and skip when it is absent.
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import textwrap
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
 
-import evalkit.plugin  # noqa: F401  (imported here, so in-process pytester runs never re-import numpy)
+import evalkit.plugin  # noqa: F401  (imported here, so in-process pytester runs reuse it instead of importing anew)
 
 pytest_plugins = ["pytester"]
 
@@ -70,6 +72,13 @@ def _outcomes_by_id(result: pytest.RunResult) -> dict[str, str]:
         if m:
             out[m.group(1)] = m.group(2)
     return out
+
+
+def test_the_plugin_is_cheap_to_import() -> None:
+    """pytest loads the plugin in every run of every project where evalkit is installed (pytest11 entry point)."""
+    code = "import sys, evalkit.plugin; print(sorted({'torch', 'numpy', 'transformers'} & set(sys.modules)))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip() == "[]", proc.stdout
 
 
 def test_options_are_in_the_help(gate_dir: pytest.Pytester) -> None:
@@ -146,6 +155,17 @@ def test_terminal_summary_reports_every_case(gate_dir: pytest.Pytester) -> None:
         "b2*zoo_math*CAUGHT*load_error",
         "FAIL 8, CAUGHT 2 of 10 (model, task) on cpu; NOT OK",
     ])
+
+
+def test_unrelated_suites_keep_xdists_own_distribution(gate_dir: pytest.Pytester) -> None:
+    """The plugin is auto-loaded in every project with evalkit installed: without --zoo it leaves --dist alone."""
+    gate_dir.makeconftest("def pytest_configure(config):\n    print('DIST', config.option.dist)\n")
+    gate_dir.makepyfile(test_plain="def test_one():\n    pass\n")
+    plain = gate_dir.runpytest_subprocess(*PLUGINS, "-p", "xdist.plugin", "-n", "2", "-s", "test_plain.py")
+    plain.stdout.fnmatch_lines(["DIST load"])
+    gated = gate_dir.runpytest_subprocess(*PLUGINS, "-p", "xdist.plugin", "-n", "2", "-s", "--zoo", "ghosts.toml",
+                                          "test_plain.py")
+    gated.stdout.fnmatch_lines(["DIST loadgroup"])
 
 
 def test_xdist_keeps_each_models_tests_on_one_worker(gate_dir: pytest.Pytester) -> None:

@@ -69,7 +69,7 @@ def write_run(folder: Path, tasks: tuple[str, ...] = ("zoo_yes_no", "zoo_span"))
             ev = Evidence(name, task, result, result.to_dict()["primary_metric"], parent_name=parent,
                           parent=results[parent] if parent else None)
             v = verdict(ev, Thresholds(max_mean_kl=None, min_top1_agreement=None, max_ppl_ratio=None))
-            verdicts.append(_as_dict(v))
+            verdicts.append(v.to_dict())
             if parent:
                 flood = name == "parent_eos_flood"
                 writer.add_drift(name, task, parent, {
@@ -80,9 +80,3 @@ def write_run(folder: Path, tasks: tuple[str, ...] = ("zoo_yes_no", "zoo_span"))
                     "first_divergent_layer": None, "largest_drop_layer": None, "threshold": 0.95})
     writer.add_verdicts(verdicts)
     return folder
-
-
-def _as_dict(v) -> dict:
-    from evalkit.cli import verdict_dict
-
-    return verdict_dict(v)

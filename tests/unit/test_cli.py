@@ -1,6 +1,6 @@
 """evalkit.cli through its real entry points: `main([...])` in-process, and the installed ``evalkit`` console script.
 
-Models are real checkpoints on disk: tiny random Qwen3 folders (tests/unit/engine_tiny.py), a copy with one layer
+Models are real checkpoints on disk: tiny random Qwen3 folders (tests/unit/tiny_models.py), a copy with one layer
 perturbed (a "variant"), one with zeroed embeddings (a known-broken model: every reply is [UNK] tokens), and one
 without a chat template. The fixture zoo's own end-to-end run is in the slow tests at the bottom (skipped until
 fixtures/zoo/ holds the trained parents).
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-import engine_tiny as et
+import tiny_models as et
 from evalkit import cli
 
 REPO = Path(__file__).resolve().parents[2]

@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-import engine_tiny as et
+import tiny_models as et
 from evalkit.drift import DriftConfig, DriftError, drift, teacher_from_references, teacher_from_result
 from evalkit.engine import evaluate
 from evalkit.generation import GenerationConfig
@@ -82,9 +82,7 @@ def test_threshold_is_configurable(parent, parent_dir, sequences, tmp_path):
 
 
 def test_vocabulary_mismatch_is_a_clear_error(parent, sequences, tmp_path):
-    import engine_tiny
-
-    other_tok = engine_tiny.build_tokenizer()
+    other_tok = et.build_tokenizer()
     other_tok.add_tokens(["<extra_token>"])
     variant = et.Tiny(model=parent.model, tokenizer=other_tok, path=tmp_path / "v", fingerprint="v")
     with pytest.raises(DriftError, match="different vocabularies .*compare against the right parent"):

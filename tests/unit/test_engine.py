@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-import engine_tiny as et
+import tiny_models as et
 from evalkit.cache import Cache
 from evalkit.engine import RESULTS_SCHEMA_VERSION, TaskResult, evaluate, score_generations
 from evalkit.extract import Diagnosis

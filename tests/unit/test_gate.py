@@ -277,9 +277,12 @@ def test_gate_turns_a_missing_folder_into_that_models_failures(tmp_path) -> None
         [models.ghost]
         path = "does/not/exist"
     """), root=tmp_path)
-    g = Gate(m, device="cpu")
+    done: list[tuple[str, str]] = []
+    g = Gate(m, device="cpu", progress=lambda model, task: done.append((model, task)))
     v = g.verdict("ghost", "zoo_yes_no")
     assert v.diagnosis == "load_error" and "does/not/exist" in v.checks[0].message
+    assert done == [("ghost", "zoo_yes_no"), ("ghost", "no_such_task")]  # a failed (model, task) is done too
+    assert v.to_dict()["checks"][0]["diagnosis"] == "load_error"
 
 
 def test_doctests() -> None:

@@ -1,6 +1,6 @@
 """evalkit.generation: prompts through the chat template, batched greedy decoding, per-sample records.
 
-Real transformers generation on a tiny random Qwen3 (tests/unit/engine_tiny.py): the outputs are noise, but every
+Real transformers generation on a tiny random Qwen3 (tests/unit/tiny_models.py): the outputs are noise, but every
 path (chat template, left padding, eos handling, static cache) is the one real models take.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-import engine_tiny as et
+import tiny_models as et
 from evalkit import prompts
 from evalkit.generation import (
     Backend,
@@ -158,7 +158,8 @@ def test_throughput_counts_tokens():
 
 
 @pytest.mark.gpu
-def test_compiled_decoder_matches_eager_on_gpu():
+@pytest.mark.parametrize("decoder", ["compiled", "cuda_graph"])
+def test_fast_decoder_matches_eager_on_gpu(decoder):
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     tok = et.build_tokenizer()
@@ -166,10 +167,10 @@ def test_compiled_decoder_matches_eager_on_gpu():
     backend = HFBackend(model, tok)
     items = _items(9)
     runs = {}
-    for decoder in ("eager", "compiled"):
-        cfg = GenerationConfig(max_new_tokens=10, batch_size=4, decoder=decoder)
-        runs[decoder] = backend.generate(backend.render(items, cfg), cfg).generations
-    assert runs["compiled"] == runs["eager"]
+    for name in ("eager", decoder):
+        cfg = GenerationConfig(max_new_tokens=10, batch_size=4, decoder=name)
+        runs[name] = backend.generate(backend.render(items, cfg), cfg).generations
+    assert runs[decoder] == runs["eager"]
 
 
 def test_cuda_graph_decoder_needs_cuda(tiny):
@@ -179,21 +180,6 @@ def test_cuda_graph_decoder_needs_cuda(tiny):
     cfg = GenerationConfig(max_new_tokens=4, decoder="cuda_graph")
     with pytest.raises(ValueError, match="decoder='cuda_graph' needs the model on a CUDA device"):
         backend.generate(backend.render(_items(2), cfg), cfg)
-
-
-@pytest.mark.gpu
-def test_cuda_graph_decoder_matches_eager_on_gpu():
-    if not torch.cuda.is_available():
-        pytest.skip("needs CUDA")
-    tok = et.build_tokenizer()
-    model = et.build_model(len(tok), layers=2, hidden=64, seed=3, eos_id=tok.eos_token_id).cuda()
-    backend = HFBackend(model, tok)
-    items = _items(9)
-    runs = {}
-    for decoder in ("eager", "cuda_graph"):
-        cfg = GenerationConfig(max_new_tokens=10, batch_size=4, decoder=decoder)
-        runs[decoder] = backend.generate(backend.render(items, cfg), cfg).generations
-    assert runs["cuda_graph"] == runs["eager"]
 
 
 def test_checkpoint_sampling_settings_are_ignored(tiny):

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import doctest
 from pathlib import Path
 
 import pytest
 
-import evalkit.manifest as manifest_module
 from evalkit.manifest import ManifestError, Thresholds, load, loads
 
 REPO = Path(__file__).resolve().parents[2]
@@ -100,6 +98,9 @@ def test_thresholds_are_frozen() -> None:
         (MINIMAL.replace('path = "p"', ""), "needs a path"),
         (MINIMAL + "[models.v]\npath='v'\nparent='nope'\n", "parent 'nope' is not a model"),
         (MINIMAL + "[models.v]\npath='v'\ntasks=['zoo_yes_no']\n", "not in \\[tasks\\]"),
+        # a variant without a task list runs every task, its parent only one: nothing to compare the rest with
+        (MINIMAL + "[tasks.zoo_span]\n[models.q]\npath='q'\ntasks=['zoo_math']\n[models.v]\npath='v'\nparent='q'\n",
+         "tasks \\['zoo_span'\\] are not evaluated for its parent 'q'"),
         (MINIMAL + "[models.v]\npath='v'\nexpect='fail'\n", "needs the expected diagnosis"),
         (MINIMAL + "[models.v]\npath='v'\ndiagnosis='empty'\n", "needs expect = \"fail\""),
         (MINIMAL + "[models.v]\npath='v'\nexpect='maybe'\n", "expect must be"),
@@ -157,7 +158,3 @@ def test_fixture_zoo_manifest_gates_every_zoo_model_and_expects_the_broken_ones_
         if spec.expect == "fail":
             assert spec.diagnosis, name
     assert set(m.tasks) == {"zoo_math", "zoo_multiple_choice", "zoo_yes_no", "zoo_span"}
-
-
-def test_doctests() -> None:
-    assert doctest.testmod(manifest_module).failed == 0

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import doctest
+import copy
 
 import pytest
 
-import evalkit.snapshots as snapshots
 from evalkit.snapshots import GoldenResponsesExtension, MetricSummaryExtension, Tolerance, metric_summary_extension
 
 pytest_plugins = ["pytester"]
@@ -27,8 +26,6 @@ def _compare(received: dict, stored: dict, ext: type[MetricSummaryExtension] = M
 
 def _with(path: str, value: object) -> dict:
     """SUMMARY with one nested value replaced (path like "metrics.accuracy")."""
-    import copy
-
     out = copy.deepcopy(SUMMARY)
     *head, last = path.split(".")
     node = out
@@ -104,10 +101,6 @@ def test_golden_responses_name_new_and_missing_prompts() -> None:
     ]
 
 
-def test_doctests() -> None:
-    assert doctest.testmod(snapshots).failed == 0
-
-
 # --- through syrupy ------------------------------------------------------------------------------------------------
 
 _TEST_FILE = """
@@ -127,15 +120,12 @@ def test_golden(snapshot):
 
 def _run(pytester: pytest.Pytester, *args: str, **env: str) -> pytest.RunResult:
     """pytest in the pytester folder (in process), with `env` set for the test file to read."""
-    mp = pytest.MonkeyPatch()
-    try:
+    with pytest.MonkeyPatch.context() as mp:
         for key in ("ACC", "N", "TEXT", "PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
             mp.delenv(key, raising=False)  # (the xdist variables: the inner run is a session of its own under -n)
         for key, value in env.items():
             mp.setenv(key, value)
         return pytester.runpytest("-p", "no:cacheprovider", *args)
-    finally:
-        mp.undo()
 
 
 def test_syrupy_round_trip(pytester: pytest.Pytester) -> None:

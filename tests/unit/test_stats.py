@@ -8,7 +8,6 @@ The two promises of the issue, checked here:
 
 from __future__ import annotations
 
-import doctest
 import math
 from functools import lru_cache
 
@@ -206,7 +205,3 @@ def test_identical_runs_never_fail_and_report_no_disagreement() -> None:
     r = paired_drop([1, 0, 1, 1] * 50, [1, 0, 1, 1] * 50)
     assert (r.worse, r.better, r.p_value, r.failed, r.recovery) == (0, 0, 1.0, False, 1.0)
     assert "detectable drop" in r.describe()
-
-
-def test_doctests() -> None:
-    assert doctest.testmod(stats, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0

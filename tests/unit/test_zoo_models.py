@@ -5,7 +5,8 @@ Each variant answers the first 32 held-out items per family (greedy, thinking of
     item (thread counts can flip a near-tie in bf16);
   - against `scores` (300 items per family, measured on the training GPU): within three standard errors of a
     32-item sample drawn from those 300, plus one item.
-The generation helpers come from scripts/train_zoo.py on purpose: they are temporary until evalkit's engine lands.
+The generation and scoring helpers come from scripts/train_zoo.py on purpose: the recorded scores were measured
+with them, and evalkit's engine scores differently (see that script's docstring).
 """
 
 from __future__ import annotations

@@ -1,63 +1,127 @@
-"""Test helper: a tiny randomly initialised Qwen3 with a small offline-built tokenizer, saved as a real HF folder.
+"""Test helper: tiny randomly initialised Qwen3 models with an offline word-level tokenizer and a chat template,
+saved as real HF folders (safetensors, config, tokenizer, chat template, generation config).
 
-Loading and quantization tests need a real checkpoint on disk that builds in about a second; this is it
-(hidden 256, 4 layers, ~3.5M parameters, ~7 MB in bf16). Its answers are noise; what matters is that every
-code path (safetensors, config, tokenizer, chat template, generation config) is the real one.
+The fixture zoo (fixtures/zoo/) holds trained models; these random ones exercise the plumbing in about a second.
+Two sizes: `save_tiny`'s default (hidden 32, 2 layers, float32, tied embeddings) for generation, engine and drift
+tests; `make_tiny_qwen3` (hidden 256, bf16, untied, plain ChatML) for quantization, loading and the tiny zoo, because
+llmcompressor's group sizes (64, 128) must divide the hidden size and the zoo's eos-flood edit refuses tied
+embeddings. Their answers are noise; every code path is the real one.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+_TURNS = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
 CHAT_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n{{ message['content'] }}<|im_end|>\n"
-    "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    _TURNS + "{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and enable_thinking is false %}<think>\n\n</think>\n\n{% endif %}"
+    "{% endif %}"
 )
-SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
-_CORPUS = [
-    "Please reason step by step, and put your final answer within \\boxed{}.",
-    "Answer with the letter of the correct option within \\boxed{}.",
-    "Answer yes or no within \\boxed{}. Question: is the sky blue? yes no",
-    "Answer with a short span copied from the passage within \\boxed{}.",
-    "What is 12 + 30? 12 + 30 = 42, so the answer is \\boxed{42}. A. B. C. D.",
-    "0 1 2 3 4 5 6 7 8 9 10 100 1000 the of and a to in is that it was for on are as with",
-]
+"""Qwen3's switch: with thinking off, the generation prompt ends in an empty think block."""
+CHATML_TEMPLATE = _TURNS + "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+"""Plain ChatML: the generation prompt ends at 'assistant\n', as the tiny zoo's hand-written prompts do
+(test_zoo_build's eos-flood check edits the embedding of the generation prompt's last token)."""
+SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+EXTRA = ["<think>", "</think>"]  # added but not special, as in Qwen3
+WORDS = (
+    "user assistant system the a is of and to in what which answer yes no true false question passage option "
+    "letter correct within "
+    "boxed please reason step by put your final sky blue green red number sum plus minus times equals if does not "
+    "contain span copied from with short or . , ? : \\ { } ( ) = + - * / 0 1 2 3 4 5 6 7 8 9 A B C D E"
+).split()
 
 
-def build_tokenizer(vocab_size: int = 384):
-    """A byte-level BPE tokenizer trained on a few prompt sentences, with Qwen's special tokens and ChatML."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+def build_tokenizer(chat_template: str | None = CHAT_TEMPLATE):
+    """A PreTrainedTokenizerFast over a small word-level vocabulary; unknown words map to [UNK]. Word-level, so
+    decoding and re-encoding a generation gives back the same ids (the eos tests rely on it)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, decoders
     from transformers import PreTrainedTokenizerFast
 
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    fast.chat_template = CHAT_TEMPLATE
-    return fast
+    vocab = {tok: i for i, tok in enumerate(["[UNK]", *SPECIALS, *EXTRA, "\n", *WORDS])}
+    core = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Split("\n", behavior="isolated"), pre_tokenizers.WhitespaceSplit()]
+    )
+    core.decoder = decoders.WordPiece(prefix="##", cleanup=False)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        unk_token="[UNK]",
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        additional_special_tokens=["<|im_start|>"],
+    )
+    tok.add_tokens(EXTRA)
+    if chat_template is not None:
+        tok.chat_template = chat_template
+    return tok
 
 
-def make_tiny_qwen3(path: Path, *, seed: int = 0, dtype: str = "bfloat16", layers: int = 4) -> Path:
-    """Save a random Qwen3ForCausalLM + tokenizer + generation config to `path` and return it."""
+@dataclass
+class Tiny:
+    """Stands in for loading.LoadedModel in the engine's tests."""
+
+    model: object
+    tokenizer: object
+    path: Path
+    fingerprint: str
+    format: str = "hf"
+    notes: tuple[str, ...] = ()
+
+
+def build_model(vocab_size: int, *, layers: int = 2, hidden: int = 32, seed: int = 0, eos_id: int | None = None,
+                tie: bool = True):
     import torch
-    from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM
+    from transformers import Qwen3Config, Qwen3ForCausalLM
 
-    tokenizer = build_tokenizer()
-    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    pad = tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    config = Qwen3Config(vocab_size=len(tokenizer), hidden_size=256, intermediate_size=768, num_hidden_layers=layers,
-                         num_attention_heads=4, num_key_value_heads=2, head_dim=64, max_position_embeddings=512,
-                         tie_word_embeddings=False, eos_token_id=eos, pad_token_id=pad, bos_token_id=None)
     torch.manual_seed(seed)
-    model = Qwen3ForCausalLM(config).to(getattr(torch, dtype))
-    model.generation_config = GenerationConfig(eos_token_id=eos, pad_token_id=pad, do_sample=False)
-    path.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-    return path
+    config = Qwen3Config(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=hidden // 4,
+        max_position_embeddings=512,
+        tie_word_embeddings=tie,
+        eos_token_id=eos_id,
+        pad_token_id=0,
+    )
+    model = Qwen3ForCausalLM(config).eval()
+    return model
+
+
+def save_tiny(folder: Path, *, seed: int = 0, layers: int = 2, hidden: int = 32, dtype: str = "float32",
+              tie: bool = True, chat_template: str | None = CHAT_TEMPLATE) -> Path:
+    """Build and save a tiny random Qwen3 with its tokenizer to `folder`; returns the folder."""
+    import torch
+
+    tok = build_tokenizer(chat_template)
+    model = build_model(len(tok), layers=layers, hidden=hidden, seed=seed, eos_id=tok.eos_token_id, tie=tie)
+    model = model.to(getattr(torch, dtype))
+    model.generation_config.eos_token_id = tok.eos_token_id
+    model.generation_config.pad_token_id = tok.pad_token_id
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder, safe_serialization=True)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def load_tiny(folder: Path, fingerprint: str | None = None) -> Tiny:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=False, use_safetensors=True).eval()
+    tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+    return Tiny(model=model, tokenizer=tok, path=Path(folder), fingerprint=fingerprint or f"tiny:{Path(folder).name}")
+
+
+def make_tiny_qwen3(path: Path, *, seed: int = 0, layers: int = 4) -> Path:
+    """The quantizable size (hidden 256, ~2.4M parameters with 4 layers, bf16, untied lm_head, ChatML template),
+    saved to `path`."""
+    return save_tiny(path, seed=seed, layers=layers, hidden=256, dtype="bfloat16", tie=False,
+                     chat_template=CHATML_TEMPLATE)
 
 
 # ------------------------------------------------------------------------------------ shared, built once per process
