@@ -27,10 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from evalkit.manifest import DEFAULT_MANIFEST  # stdlib only: costs the CLI's start-up nothing
+
 __all__ = ["main", "build_parser", "CLIError"]
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_MANIFEST = REPO / "fixtures" / "zoo.toml"
 
 
 class CLIError(Exception):
@@ -270,7 +271,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_gate(args: argparse.Namespace) -> int:
     from evalkit import zoo
     from evalkit.gate import select_cases
-    from evalkit.manifest import ZOO_SCHEME, load
+    from evalkit.manifest import load
     from evalkit.rundir import describe_model
 
     m = load(Path(args.zoo) if args.zoo else DEFAULT_MANIFEST)
@@ -282,7 +283,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
         infos = {}
         for name in _with_ancestors(m, [c.model for c in cases]):
             spec = m.models[name]
-            path = zoo.variant_path(str(spec.path)[len(ZOO_SCHEME):]) if spec.is_zoo else Path(spec.path)
+            path = zoo.variant_path(spec.zoo_name) if spec.is_zoo else Path(spec.path)
             info = describe_model(path, name=name, parent=spec.parent)
             infos[name] = info if not spec.note else _with_note(info, spec.note)
         errors = _write_run(out, gate, report, infos, name=args.name or "gate", argv=args.argv)

@@ -778,14 +778,12 @@ class Gate:
         return loaded
 
     def _path(self, model: str) -> Path:
-        from evalkit.manifest import ZOO_SCHEME
-
         spec = self.manifest.models[model]
         if not spec.is_zoo:
             return Path(spec.path)
         from evalkit import zoo
 
-        name = str(spec.path)[len(ZOO_SCHEME):]
+        name = spec.zoo_name
         return zoo.build(only=[name], log=self.log)[name]
 
     def _evaluate(self, model: str, loaded: Any, task: str) -> Any:

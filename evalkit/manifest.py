@@ -35,6 +35,8 @@ __all__ = ["Case", "GateSettings", "Manifest", "ManifestError", "ModelSpec", "Ta
            "loads", "ZOO_SCHEME"]
 
 ZOO_SCHEME = "zoo:"
+DEFAULT_MANIFEST = Path(__file__).resolve().parents[1] / "fixtures" / "zoo.toml"
+"""The fixture zoo's gate manifest: the default of `evalkit gate` and of the pytest plugin's --zoo."""
 """A model path ``zoo:<name>`` names a fixture-zoo variant that `evalkit.zoo` builds into its cache on first use."""
 
 
@@ -155,6 +157,11 @@ class ModelSpec:
     @property
     def is_zoo(self) -> bool:
         return isinstance(self.path, str) and self.path.startswith(ZOO_SCHEME)
+
+    @property
+    def zoo_name(self) -> str | None:
+        """The evalkit.zoo variant name of a ``zoo:<name>`` path (None for a folder)."""
+        return str(self.path)[len(ZOO_SCHEME):] if self.is_zoo else None
 
 
 @dataclass(frozen=True, slots=True)

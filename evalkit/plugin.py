@@ -24,7 +24,6 @@ import os
 import shlex
 import shutil
 import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,7 +31,7 @@ import pytest
 from evalkit import gate as gate_lib
 from evalkit import manifest as manifest_lib
 
-DEFAULT_MANIFEST = Path(__file__).resolve().parents[1] / "fixtures" / "zoo.toml"
+DEFAULT_MANIFEST = manifest_lib.DEFAULT_MANIFEST
 _MANIFEST = pytest.StashKey[Any]()
 _GATES = pytest.StashKey[dict]()
 _SHARES = pytest.StashKey[list]()

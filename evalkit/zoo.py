@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 __all__ = ["PARENTS", "QLORA", "RECIPE_SUFFIXES", "VARIANTS", "Variant", "ZooError", "build", "default_cache_dir",
            "default_zoo_dir", "variant", "variant_path"]
