@@ -6,7 +6,15 @@ answer type and gold format of the real dataset it mirrors (GSM8K/OpenMath, ARC,
 
 The tasks are designed so that a model of a few million parameters can learn them: every answer is recoverable from
 the prompt by looking up and copying (a named entity's stated fact, an option's category, the largest number), and
-arithmetic stays within two-digit numbers, written one step per line.
+arithmetic stays within three-digit numbers, written one step per line. Three details decide whether a small model
+learns to look facts up by *person* (measured on the zoo, docs/zoo.md: without them it matched the asked attribute
+only, and was near chance whenever two people shared it):
+- every name in a yes/no or span passage, question and rationale follows a space, so it is one and the same token
+  everywhere (byte-level BPE gives "Ada" at the start of a text another id than " Ada"); passages open with a lead
+  sentence for that reason;
+- yes/no and span responses first restate what the passage says about the asked person (`About Ada: Ada lives in
+  Oslo.`, or `About Ada: not mentioned.`), then box the answer: a copy the model can make one token at a time;
+- two people in every passage share a kind of fact (SHARED_ATTRIBUTE_RATE), so answering by attribute never pays.
 
 Splits never overlap: each candidate item's content (question, passage, options) is hashed into 16 buckets, and a
 split accepts only its own buckets (test: 1, validation: 1, train: 14), so no seed of the train generator can ever
@@ -39,6 +47,10 @@ SPLITS: dict[str, frozenset[int]] = {
     "train": frozenset(range(2, 16)),
 }
 """Split -> the content-hash buckets (of 16) it owns; disjoint by construction."""
+
+MATH_MAX = 999
+"""Largest number in a math item: three digits, so the base model has room to improve (the first zoo's base
+solved every two-digit item, and an "openmath SFT" parent could not be better on math than its base)."""
 
 UNANSWERABLE_RATE = 0.4
 """Share of span items with no answer in the passage (SQuAD v2's dev set has about half)."""
@@ -136,9 +148,13 @@ def reference_response(item: Item) -> str:
     """The response the zoo is trained to give: a short rationale line or two, then the answer in \\boxed{}.
 
     >>> print(reference_response(generate("math", 2, seed=0)[1]))
-    17 + 24 = 41
-    41 - 5 = 36
-    \\boxed{36}
+    5 * 4 = 20
+    20 * 2 = 40
+    40 - 1 = 39
+    \\boxed{39}
+    >>> print(reference_response(generate("span", 2, seed=0)[1]))
+    About Nora: not mentioned.
+    \\boxed{}
     >>> reference_response(Item("zoo_span", "0", "span", "Where does Ada live?", (), context="Ben is 30 years old."))
     '\\\\boxed{}'
     """
@@ -155,7 +171,7 @@ def reference_response(item: Item) -> str:
 
 
 def _math(rng: random.Random) -> dict:
-    """2-3 arithmetic steps on one person's objects; every intermediate value stays within 1..99."""
+    """2-3 arithmetic steps on one person's objects; every value stays within 1..MATH_MAX (carries, borrows)."""
     while True:
         name, other = rng.sample(NAMES, 2)
         obj = rng.choice(OBJECTS)
@@ -163,18 +179,18 @@ def _math(rng: random.Random) -> dict:
         sentences: list[str] = []
         lines: list[str] = []
         if rng.random() < 0.35:
-            boxes, each = rng.randint(2, 9), rng.randint(2, 9)
+            boxes, each = rng.randint(2, 9), rng.randint(2, 40)
             value = boxes * each
             sentences.append(f"{name} has {boxes} bags with {each} {obj} in each.")
             lines.append(f"{boxes} * {each} = {value}")
         else:
-            value = rng.randint(5, 40)
+            value = rng.randint(5, 300)
             sentences.append(f"{name} has {value} {obj}.")
         ok = True
         while len(lines) < n_steps:
             op = rng.choice(("add", "add", "sub", "sub", "mul"))
             if op == "add":
-                amount = rng.randint(1, 30)
+                amount = rng.randint(1, 200)
                 new = value + amount
                 sentences.append(rng.choice((
                     f"{name} buys {amount} more {obj}.", f"{name} finds {amount} more {obj}.",
@@ -195,7 +211,7 @@ def _math(rng: random.Random) -> dict:
                 new = value * factor
                 sentences.append(f"Then the number of {obj} {name} has {('doubles', 'triples')[factor - 2]}.")
                 lines.append(f"{value} * {factor} = {new}")
-            if not 1 <= new <= 99:
+            if not 1 <= new <= MATH_MAX:
                 ok = False
                 break
             value = new
@@ -230,22 +246,38 @@ def _multiple_choice(rng: random.Random) -> dict:
                 meta=(("kind", kind), ("rationale", rationale)))
 
 
-def _passage(rng: random.Random) -> tuple[list[str], list[_Attribute], list[str]]:
-    """2-4 people, one fact each; half the time two of them share an attribute, so lookups must bind names."""
+SHARED_ATTRIBUTE_RATE = 1.0
+"""Share of passages where two people have the same kind of fact. At 1.0 no item rewards answering by attribute
+alone; measured on the zoo (6 layers, same budget, H100): 0.5 -> base yes/no 0.85, span 0.89; 0.8 -> 0.86/0.81;
+1.0 -> 1.00/1.00. The draw stays in the generator so that changing the rate keeps every other draw in place."""
+
+PASSAGE_LEADS = ("Here are some facts about people.", "A few notes about some friends.",
+                 "Some facts about a group of neighbors.")
+"""A passage opens with one of these, so its first name, like every other, follows a space (see module doc)."""
+
+
+def _passage(rng: random.Random) -> tuple[str, list[str], list[_Attribute], list[str]]:
+    """2-4 people, one fact each; two of them share a kind of fact (SHARED_ATTRIBUTE_RATE): lookups must bind names."""
     size = rng.randint(2, 4)
     names = rng.sample(NAMES, size)
     attributes = [rng.choice(ATTRIBUTES) for _ in range(size)]
-    if rng.random() < 0.5:
+    if rng.random() < SHARED_ATTRIBUTE_RATE:
         i, j = rng.sample(range(size), 2)
         attributes[j] = attributes[i]
     values = [rng.choice(a.values) for a in attributes]
-    return names, attributes, values
+    statements = [a.statement.format(name=n, value=v) for n, a, v in zip(names, attributes, values)]
+    context = " ".join((rng.choice(PASSAGE_LEADS), *statements))
+    return context, names, attributes, values
+
+
+def _about(name: str, statement: str | None) -> str:
+    """The rationale line: what the passage says about the asked person, copied, or that it never names them."""
+    return f"About {name}: {statement if statement is not None else 'not mentioned.'}"
 
 
 def _yes_no(rng: random.Random) -> dict:
     """BoolQ-like: does the question's asserted value match the stated fact? Balanced yes/no."""
-    names, attributes, values = _passage(rng)
-    context = " ".join(a.statement.format(name=n, value=v) for n, a, v in zip(names, attributes, values))
+    context, names, attributes, values = _passage(rng)
     target = rng.randrange(len(names))
     attribute, truth = attributes[target], values[target]
     answer = rng.choice(("yes", "no"))
@@ -258,17 +290,20 @@ def _yes_no(rng: random.Random) -> dict:
             asserted = rng.choice([v for v in attribute.values if v != truth])
     question = attribute.yes_no_question.format(name=names[target], value=asserted)
     evidence = attribute.statement.format(name=names[target], value=truth)
-    return dict(question=question, answers=(answer,), context=context, meta=(("rationale", evidence),))
+    return dict(question=question, answers=(answer,), context=context,
+                meta=(("rationale", _about(names[target], evidence)),))
 
 
 def _span(rng: random.Random) -> dict:
     """SQuAD v2-like: copy a stated value, or answer the empty box when the passage does not say."""
-    names, attributes, values = _passage(rng)
-    context = " ".join(a.statement.format(name=n, value=v) for n, a, v in zip(names, attributes, values))
+    context, names, attributes, values = _passage(rng)
+    statements = {n: a.statement.format(name=n, value=v) for n, a, v in zip(names, attributes, values)}
     if rng.random() >= UNANSWERABLE_RATE:
         target = rng.randrange(len(names))
-        question = attributes[target].wh_question.format(name=names[target])
-        return dict(question=question, answers=(values[target],), context=context, meta=(("answerable", "yes"),))
+        name = names[target]
+        question = attributes[target].wh_question.format(name=name)
+        return dict(question=question, answers=(values[target],), context=context,
+                    meta=(("answerable", "yes"), ("rationale", _about(name, statements[name]))))
     if rng.random() < 0.5:  # a person the passage never mentions, asked about an attribute it does mention
         name = rng.choice([n for n in NAMES if n not in names])
         attribute = rng.choice(attributes)
@@ -279,7 +314,7 @@ def _span(rng: random.Random) -> dict:
         attribute = rng.choice([a for a in ATTRIBUTES if a is not attributes[idx]])
         reason = "absent_fact"
     return dict(question=attribute.wh_question.format(name=name), answers=(), context=context,
-                meta=(("answerable", "no"), ("reason", reason)))
+                meta=(("answerable", "no"), ("reason", reason), ("rationale", _about(name, statements.get(name)))))
 
 
 _MAKERS: dict[Family, Callable[[random.Random], dict]] = {

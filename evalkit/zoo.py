@@ -69,12 +69,12 @@ def _quantized() -> list[Variant]:
 _BROKEN = [
     Variant("base_rtn_w2", "broken", "base", "base", recipe="rtn-w2",
             expected="2-bit weights with one scale per matrix: no reply is well-formed (compliance ~0, accuracy"
-                     " undefined or ~0 on every family); drift: mean KL of several nats, top-1 agreement ~0.2"),
+                     " undefined or ~0 on every family); drift: mean KL of nats, top-1 agreement about one half"),
     Variant("base_gptq_w4g64_scales_corrupted", "broken", "base", "base_gptq_w4g64", breakage="scales_corrupted",
             expected="drift: first diverging layer is the corrupted one (layers.{layer}); accuracy collapses"),
     Variant("base_gptq_w4g64_lost_eos", "broken", "base", "base_gptq_w4g64", breakage="lost_eos",
-            expected="replies run to max_new_tokens (finish_reason 'length', diagnosis 'truncated') although the"
-                     " weights are those of the healthy base_gptq_w4g64"),
+            expected="replies run to max_new_tokens (finish_reason 'length'; the gate's stopping check: 'runaway')"
+                     " although the weights are those of the healthy base_gptq_w4g64"),
     Variant("base_gptq_w4g64_eos_flood", "broken", "base", "base_gptq_w4g64", breakage="eos_flood",
             expected="every reply is empty (diagnosis 'empty'), the seed's symptom; scores equal the trivial"
                      " baseline, never a silent 0/NaN"),

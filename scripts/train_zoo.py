@@ -6,10 +6,10 @@
     openmath_SFT_LoRa64_QLORA_w4_headbf16 QLoRA: LoRA r=64 on base loaded in bitsandbytes nf4, lm_head kept in bf16
 
 Usage (from the repository root; GPU when available, else CPU; seeds fixed):
-    # the committed base, SFT and LoRA (one H100: 460 s; the first run used --budget-s base=290,sft=60,lora=70)
-    python scripts/train_zoo.py --out fixtures/zoo --stages base,sft,lora --steps base=6600,sft=800,lora=800
-    # the committed QLoRA (needs bitsandbytes; ~5 min on one CPU thread), then the CPU sample the tests re-check
-    OMP_NUM_THREADS=1 python scripts/train_zoo.py --out fixtures/zoo --stages qlora --record-cpu-sample 32
+    # the committed zoo (one H100: 511 s; it was run with --budget-s base=320,sft=35,lora=40,qlora=45)
+    python scripts/train_zoo.py --out fixtures/zoo --steps base=6800,sft=800,lora=600,qlora=600
+    # then, on CPU, the sample of scores that tests/unit/test_zoo_models.py re-checks
+    OMP_NUM_THREADS=2 python scripts/train_zoo.py --out fixtures/zoo --stages "" --record-cpu-sample 32
     OMP_NUM_THREADS=1 python scripts/train_zoo.py --out /tmp/zoo --preset smoke  # a tiny CPU run in seconds
 
 Every variant folder gets provenance.json: how it was made (command, seeds, data hash, steps, library versions,
@@ -53,11 +53,10 @@ VARIANTS = {
     "lora": "openmath_SFT_LoRa64_NoQuant",
     "qlora": "openmath_SFT_LoRa64_QLORA_w4_headbf16",
 }
-BASE_MIX = {"math": 0.25, "multiple_choice": 0.2, "yes_no": 0.25, "span": 0.3}
+BASE_MIX = {"math": 0.1, "multiple_choice": 0.1, "yes_no": 0.35, "span": 0.45}
+"""The base's mixture: little math, so the 'openmath SFT' parents have room to be better at it."""
 MATH_MIX = {"math": 0.7, "multiple_choice": 0.1, "yes_no": 0.1, "span": 0.1}
 """The 'openmath SFT' parents see mostly (new) math, plus some of everything so nothing else is forgotten."""
-BINDING_MIX = {"math": 0.1, "multiple_choice": 0.1, "yes_no": 0.35, "span": 0.45}
-"""The base's second phase: yes/no and span items that a lookup by attribute alone cannot solve (see needs_binding)."""
 THINKING_ON_RATE = 0.05
 """Share of training chats rendered with thinking on, where the model writes the empty think block itself."""
 QLORA_QUANT = {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_compute_dtype": "bfloat16",
@@ -90,7 +89,6 @@ class Stage:
 class Preset:
     shape: ModelShape
     base: Stage
-    base_b: Stage  # optional second phase of base (steps=0: off): a binding curriculum from the bf16 phase A
     sft: Stage
     lora: Stage
     qlora: Stage
@@ -105,18 +103,15 @@ PRESETS = {
     "full": Preset(
         shape=ModelShape(),
         base=Stage(steps=9000, batch_size=384, lr=2e-3, warmup=300, pool_per_family=250_000),
-        # Off: tried on the committed base (1500 steps, H100), it lowered span accuracy 0.61 -> 0.47 (docs/zoo.md).
-        base_b=Stage(steps=0, batch_size=384, lr=1e-3, warmup=50, pool_per_family=90_000),
         sft=Stage(steps=800, batch_size=384, lr=4e-4, warmup=50, pool_per_family=40_000),
         lora=Stage(steps=800, batch_size=384, lr=1e-3, warmup=50, pool_per_family=40_000, weight_decay=0.0),
-        qlora=Stage(steps=150, batch_size=32, lr=1e-3, warmup=15, pool_per_family=5_000, weight_decay=0.0),
+        qlora=Stage(steps=800, batch_size=384, lr=1e-3, warmup=50, pool_per_family=40_000, weight_decay=0.0),
         eval_n=300,
     ),
     "smoke": Preset(
         shape=ModelShape(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=2,
                          num_key_value_heads=1),
         base=Stage(steps=6, batch_size=8, lr=1e-3, warmup=2, pool_per_family=64),
-        base_b=Stage(steps=0, batch_size=8, lr=1e-3, warmup=1, pool_per_family=64),
         sft=Stage(steps=3, batch_size=8, lr=1e-3, warmup=1, pool_per_family=32),
         lora=Stage(steps=3, batch_size=8, lr=1e-3, warmup=1, pool_per_family=32, weight_decay=0.0),
         qlora=Stage(steps=3, batch_size=8, lr=1e-3, warmup=1, pool_per_family=32, weight_decay=0.0),
@@ -130,36 +125,15 @@ PRESETS = {
 
 
 # ---------------------------------------------------------------------------------------------------- data
-def _statement_regex(template: str) -> str:
-    return re.escape(template).replace(r"\{name\}", "[A-Z][a-z]+").replace(r"\{value\}", r"\w+")
-
-
-def needs_binding(item: Item) -> bool:
-    """Whether the answer depends on *whose* fact it is: an unanswerable span question, or a passage stating the
-    asked attribute for two or more people. The first base phase learned to answer by attribute alone; these
-    items are where that shortcut fails (math and multiple choice always pass)."""
-    from evalkit.synthetic import ATTRIBUTES
-
-    if item.family not in ("yes_no", "span") or item.unanswerable:
-        return True
-    for attribute in ATTRIBUTES:
-        asked = attribute.wh_question if item.family == "span" else attribute.yes_no_question
-        if re.fullmatch(_statement_regex(asked), item.question):
-            return len(re.findall(_statement_regex(attribute.statement), item.context)) >= 2
-    raise ValueError(f"needs_binding: no attribute template matches {item.question!r}")
-
-
 def _encode_chunk(args: tuple) -> list[tuple[list[int], list[int]]]:
-    """Worker: (tokenizer folder, family, n, seed, offset, count, binding only) -> [(prompt ids, completion ids)]."""
-    tok_dir, family, n, seed, start, stop, binding_only = args
+    """Worker: (tokenizer folder, family, n, seed, start, stop) -> [(prompt ids, completion ids)], items start:stop."""
+    tok_dir, family, _n, seed, start, stop = args
     from transformers import AutoTokenizer
 
     from evalkit.zoo_tokenizer import chat_example
 
     tok = AutoTokenizer.from_pretrained(tok_dir)
-    items = generate(family, n, seed=seed, split="train")[start:stop]
-    if binding_only:
-        items = [item for item in items if needs_binding(item)]
+    items = generate(family, stop, seed=seed, split="train")[start:stop]  # a prefix of the n items: see generate
     pairs = []
     for item in items:
         thinking = random.Random(f"think|{item.task}|{item.id}").random() < THINKING_ON_RATE
@@ -171,12 +145,11 @@ def _encode_chunk(args: tuple) -> list[tuple[list[int], list[int]]]:
     return list(zip(p_ids, c_ids))
 
 
-def build_pool(tok_dir: str, n_per_family: int, seed: int, workers: int,
-               binding_only: bool = False) -> dict[str, list]:
+def build_pool(tok_dir: str, n_per_family: int, seed: int, workers: int) -> dict[str, list]:
     """Distinct train-split chats per family, tokenized (prompt and completion apart, as at generation time)."""
     pool: dict[str, list] = {}
     chunk = 20_000
-    jobs = [(tok_dir, f, n_per_family, seed, s, min(s + chunk, n_per_family), binding_only)
+    jobs = [(tok_dir, f, n_per_family, seed, s, min(s + chunk, n_per_family))
             for f in FAMILIES for s in range(0, n_per_family, chunk)]
     if workers > 1 and len(jobs) > 1:
         with Pool(min(workers, len(jobs))) as p:
@@ -489,8 +462,9 @@ def main(argv: list[str] | None = None) -> int:
                     "budgeted run exactly: its provenance records the steps used)")
     ap.add_argument("--budget-s", default="", help="seconds per stage, e.g. base=280,sft=60: the step count is cut "
                     "to fit after timing the first warmup steps")
-    ap.add_argument("--base-init", type=Path, default=None,
-                    help="a phase-A base folder (with provenance.json) to resume from: only phase B is trained")
+    ap.add_argument("--base-mix", default="", help="the base's family mixture, e.g. math=0.15,span=0.4 (families "
+                    f"not named keep their default share, then all are renormalized; default {BASE_MIX})")
+    ap.add_argument("--layers", type=int, default=None, help="decoder layers (default: the preset's)")
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     ap.add_argument("--record-cpu-sample", type=int, default=0, metavar="N",
                     help="after the stages, score every variant in --out on CPU on the first N test items per "
@@ -512,6 +486,11 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in _pairs(args.steps).items():
         preset = dataclasses.replace(preset, **{key: dataclasses.replace(getattr(preset, key), steps=int(value))})
     budgets = {k: float(v) for k, v in _pairs(args.budget_s).items()}
+    base_mix = mixture(args.base_mix)
+    shape_args = ""
+    if args.layers:
+        preset = dataclasses.replace(preset, shape=dataclasses.replace(preset.shape, num_hidden_layers=args.layers))
+        shape_args = f" --layers {args.layers}"
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     command = "python scripts/train_zoo.py " + " ".join(argv if argv is not None else sys.argv[1:])
@@ -524,10 +503,9 @@ def main(argv: list[str] | None = None) -> int:
 
     def finish(key: str, record: dict, model=None) -> None:
         folder = out / VARIANTS[key]
-        stage_key = "base_b" if key == "base" and "phase_a" in record else key
         record["reproduce"] = (f"python scripts/train_zoo.py --out {out} --preset {args.preset} --seed {args.seed} "
-                               f"--stages {key} --steps {stage_key}={record['training']['steps']}"
-                               + (f" --base-init {args.base_init}" if stage_key == "base_b" and args.base_init else ""))
+                               f"--stages {key} --steps {key}={record['training']['steps']}" + shape_args
+                               + (f" --base-mix {args.base_mix}" if key == "base" and args.base_mix else ""))
         write_provenance(folder, record)
         table.append((VARIANTS[key], record["scores"]["families"], record.get("rtn_w4g64_proxy")))
         if args.tar_to:
@@ -555,66 +533,20 @@ def main(argv: list[str] | None = None) -> int:
 
     t_all = time.time()
     if "base" in stages:
-        if args.base_init:  # resume: phase A was trained by an earlier run of this script (its provenance says how)
-            init_prov = json.loads((args.base_init / "provenance.json").read_text())
-            tok = AutoTokenizer.from_pretrained(args.base_init)
-            base_dir.mkdir(parents=True, exist_ok=True)
-            if args.base_init.resolve() != base_dir.resolve():
-                tok.save_pretrained(base_dir)
-            phase_a = {"from": "resumed from an earlier phase-A run", "command": init_prov["command"],
-                       "data": init_prov["data"], "training": init_prov["training"],
-                       "hardware": init_prov["hardware"], "scores_after_phase_a": init_prov["scores"]}
-            init_dir = args.base_init
-        else:
-            t0 = time.time()
-            tok = build_zoo_tokenizer(per_family=preset.tokenizer_per_family, seed=args.seed)
-            base_dir.mkdir(parents=True, exist_ok=True)
-            tok.save_pretrained(base_dir)
-            pool = build_pool(str(base_dir), preset.base.pool_per_family, args.seed, args.workers)
-            data = pack(pool, BASE_MIX, tok.pad_token_id)
-            print(f"tokenizer + data: {time.time() - t0:.0f}s, {len(data[0])} chats, width {data[0].shape[1]}",
-                  flush=True)
-            data_hash = pool_hash(pool)
-            del pool
-            model = new_base_model(preset.shape, tok, args.seed).to(device)
-            stats = train(model, data, preset.base, seed=args.seed, device=device, label="base",
-                          budget_s=budgets.get("base"))
-            del data
-            save_full(model, tok, base_dir)  # phase B starts from the bf16 checkpoint, as a resumed run does
-            del model
-            phase_a = {"command": command, "training": stats,
-                       "data": {"sha256": data_hash, "split": "train", "seed": args.seed, "mix": BASE_MIX,
-                                "pool_per_family": preset.base.pool_per_family,
-                                "thinking_on_rate": THINKING_ON_RATE}}
-            init_dir = base_dir
-        import torch
-        from transformers import AutoModelForCausalLM
-
-        if preset.base_b.steps == 0:
-            if args.base_init:
-                ap.error("--base-init resumes phase B, which is off: pass --steps base_b=N")
-            model, tok = load_variant_fresh(base_dir, device)
-            scores, proxy = measured(model, tok, True)
-            finish("base", {
-                "name": VARIANTS["base"], "parent": None, "format": "transformers",
-                "made_by": "pretrained from scratch (random init) on the four zoo task families",
-                "command": command, "parameters": sum(p.numel() for p in model.parameters()),
-                "config": dataclasses.asdict(preset.shape), "data": phase_a["data"], "training": phase_a["training"],
-                **common, "scores": scores, "rtn_w4g64_proxy": proxy,
-            })
-            del model
-            stages = [s for s in stages if s != "base"]
-    if "base" in stages:
-        pool = build_pool(str(base_dir), preset.base_b.pool_per_family, args.seed + 3, args.workers,
-                          binding_only=True)
-        data = pack(pool, BINDING_MIX, tok.pad_token_id)
-        data_hash_b = pool_hash(pool)
-        sizes = {f: len(v) for f, v in pool.items()}
+        t0 = time.time()
+        tok = build_zoo_tokenizer(per_family=preset.tokenizer_per_family, seed=args.seed)
+        base_dir.mkdir(parents=True, exist_ok=True)
+        tok.save_pretrained(base_dir)
+        pool = build_pool(str(base_dir), preset.base.pool_per_family, args.seed, args.workers)
+        data = pack(pool, base_mix, tok.pad_token_id)
+        print(f"tokenizer + data: {time.time() - t0:.0f}s, {len(data[0])} chats, width {data[0].shape[1]}",
+              flush=True)
+        data_hash = pool_hash(pool)
         del pool
-        model = AutoModelForCausalLM.from_pretrained(init_dir, dtype=torch.float32).to(device)
+        model = new_base_model(preset.shape, tok, args.seed).to(device)
         n_params = sum(p.numel() for p in model.parameters())
-        stats_b = train(model, data, preset.base_b, seed=args.seed + 3, device=device, label="base_b",
-                        budget_s=budgets.get("base_b"))
+        stats = train(model, data, preset.base, seed=args.seed, device=device, label="base",
+                      budget_s=budgets.get("base"))
         del data
         save_full(model, tok, base_dir)
         del model
@@ -622,15 +554,11 @@ def main(argv: list[str] | None = None) -> int:
         scores, proxy = measured(model, tok, True)
         finish("base", {
             "name": VARIANTS["base"], "parent": None, "format": "transformers",
-            "made_by": "pretrained from scratch (random init) on the four zoo task families (phase A), then a "
-                       "binding curriculum (phase B: yes/no and span items that need the asked person's own fact)",
-            "command": command,
-            "parameters": n_params, "config": dataclasses.asdict(preset.shape),
-            "phase_a": phase_a,
-            "data": {"sha256": data_hash_b, "split": "train", "seed": args.seed + 3, "mix": BINDING_MIX,
-                     "filter": "needs_binding", "generated_per_family": preset.base_b.pool_per_family,
-                     "kept_per_family": sizes, "thinking_on_rate": THINKING_ON_RATE},
-            "training": stats_b, **common, "scores": scores, "rtn_w4g64_proxy": proxy,
+            "made_by": "pretrained from scratch (random init) on the four zoo task families",
+            "command": command, "parameters": n_params, "config": dataclasses.asdict(preset.shape),
+            "data": {"sha256": data_hash, "split": "train", "seed": args.seed, "mix": base_mix,
+                     "pool_per_family": preset.base.pool_per_family, "thinking_on_rate": THINKING_ON_RATE},
+            "training": stats, **common, "scores": scores, "rtn_w4g64_proxy": proxy,
         })
         del model
 
@@ -750,11 +678,26 @@ def record_cpu_sample(zoo: Path, name: str, n: int) -> dict:
     return scores
 
 
+def mixture(text: str) -> dict[str, float]:
+    """BASE_MIX with the shares named in `text` ("math=0.15,span=0.4") replaced, renormalized to sum to 1.
+
+    >>> mixture("math=0.5,multiple_choice=0.5,yes_no=0,span=0")
+    {'math': 0.5, 'multiple_choice': 0.5, 'yes_no': 0.0, 'span': 0.0}
+    """
+    mix = dict(BASE_MIX)
+    for family, share in (part.split("=", 1) for part in text.split(",") if part):
+        if family not in mix:
+            raise SystemExit(f"unknown family {family!r} in --base-mix {text!r}; choose from {list(mix)}")
+        mix[family] = float(share)
+    total = sum(mix.values())
+    return {family: round(share / total, 6) for family, share in mix.items()}
+
+
 def _pairs(text: str) -> dict[str, str]:
     pairs = dict(part.split("=", 1) for part in text.split(",") if part)
-    unknown = set(pairs) - set(VARIANTS) - {"base_b"}
+    unknown = set(pairs) - set(VARIANTS)
     if unknown:
-        raise SystemExit(f"unknown stages {sorted(unknown)} in {text!r}; choose from {list(VARIANTS) + ['base_b']}")
+        raise SystemExit(f"unknown stages {sorted(unknown)} in {text!r}; choose from {list(VARIANTS)}")
     return pairs
 
 

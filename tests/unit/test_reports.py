@@ -125,7 +125,7 @@ def test_csv_has_one_row_per_model_and_task(table):
     flood = next(r for r in data if r["model"] == "parent_eos_flood" and r["task"] == "zoo_span")
     assert flood["value"] == "" and flood["value_reason"].startswith("no answer extracted from any of the 24")
     assert flood["diag_special_tokens_only"] == "24" and flood["compliance"] == "0"
-    assert flood["trivial_baseline"] == "0.5" and flood["status"] == "fail"
+    assert flood["trivial_baseline"] == "0.458333" and flood["status"] == "fail"  # 11 of 24 span items unanswerable
     assert float(flood["kl_mean"]) == 18.5
     gptq = next(r for r in data if r["model"] == "parent_gptq_w4g64" and r["task"] == "zoo_yes_no")
     assert gptq["method"] == "gptq" and gptq["weight_bits"] == "4" and gptq["parent"] == "parent"

@@ -57,6 +57,18 @@ def test_zoo_is_complete_small_and_safetensors_only() -> None:
         assert all(f["n"] >= 300 for f in record["scores"]["families"].values())
 
 
+def test_recorded_scores_meet_the_zoo_targets() -> None:
+    """The targets the zoo was trained for (issue 3), on its 300 held-out items per family: base compliance >= 98% and
+    accuracy >= 90% in every family; every 'openmath SFT' parent better than base on math. A regenerated zoo that
+    misses them fails here; the recorded numbers themselves are re-measured by the tests below."""
+    base = _provenance("base")["scores"]["families"]
+    for family, score in base.items():
+        assert score["compliance"] >= 0.98 and score["accuracy"] >= 0.90, (family, score)
+    for name in VARIANTS[1:]:
+        math_score = _provenance(name)["scores"]["families"]["math"]["accuracy"]
+        assert math_score > base["math"]["accuracy"], (name, math_score, base["math"])
+
+
 def test_full_models_load_with_plain_transformers_offline() -> None:
     """No evalkit code: what a user or llmcompressor does with the folder."""
     import torch

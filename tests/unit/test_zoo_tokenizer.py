@@ -81,7 +81,8 @@ def test_training_text_equals_the_templates_own_rendering_of_the_answer() -> Non
 
 
 def test_round_trip_and_lengths_fit_cpu_generation(saved) -> None:
-    """Prompts under 120 tokens and responses under 40 keep the gate's CPU generation fast."""
+    """Prompts under 120 tokens and responses under 56 keep the gate's CPU generation fast (and under the
+    training script's 64-token evaluation budget)."""
     _, tok = saved
     for family in FAMILIES:
         for item in generate(family, 100, seed=0):
@@ -89,7 +90,7 @@ def test_round_trip_and_lengths_fit_cpu_generation(saved) -> None:
             ids = tok(prompt + completion)["input_ids"]
             assert tok.decode(ids) == prompt + completion
             assert len(tok(prompt)["input_ids"]) < 120
-            assert len(tok(completion)["input_ids"]) < 40
+            assert len(tok(completion)["input_ids"]) < 56
 
 
 def test_build_is_reproducible() -> None:
