@@ -256,7 +256,7 @@ PASSAGE_LEADS = ("Here are some facts about people.", "A few notes about some fr
 """A passage opens with one of these, so its first name, like every other, follows a space (see module doc)."""
 
 
-def _passage(rng: random.Random) -> tuple[str, list[str], list[_Attribute], list[str]]:
+def _passage(rng: random.Random) -> tuple[str, list[str], list[_Attribute], list[str], list[str]]:
     """2-4 people, one fact each; two of them share a kind of fact (SHARED_ATTRIBUTE_RATE): lookups must bind names."""
     size = rng.randint(2, 4)
     names = rng.sample(NAMES, size)
@@ -267,7 +267,7 @@ def _passage(rng: random.Random) -> tuple[str, list[str], list[_Attribute], list
     values = [rng.choice(a.values) for a in attributes]
     statements = [a.statement.format(name=n, value=v) for n, a, v in zip(names, attributes, values)]
     context = " ".join((rng.choice(PASSAGE_LEADS), *statements))
-    return context, names, attributes, values
+    return context, names, attributes, values, statements
 
 
 def _about(name: str, statement: str | None) -> str:
@@ -277,7 +277,7 @@ def _about(name: str, statement: str | None) -> str:
 
 def _yes_no(rng: random.Random) -> dict:
     """BoolQ-like: does the question's asserted value match the stated fact? Balanced yes/no."""
-    context, names, attributes, values = _passage(rng)
+    context, names, attributes, values, statements = _passage(rng)
     target = rng.randrange(len(names))
     attribute, truth = attributes[target], values[target]
     answer = rng.choice(("yes", "no"))
@@ -289,21 +289,20 @@ def _yes_no(rng: random.Random) -> dict:
         else:
             asserted = rng.choice([v for v in attribute.values if v != truth])
     question = attribute.yes_no_question.format(name=names[target], value=asserted)
-    evidence = attribute.statement.format(name=names[target], value=truth)
     return dict(question=question, answers=(answer,), context=context,
-                meta=(("rationale", _about(names[target], evidence)),))
+                meta=(("rationale", _about(names[target], statements[target])),))
 
 
 def _span(rng: random.Random) -> dict:
     """SQuAD v2-like: copy a stated value, or answer the empty box when the passage does not say."""
-    context, names, attributes, values = _passage(rng)
-    statements = {n: a.statement.format(name=n, value=v) for n, a, v in zip(names, attributes, values)}
+    context, names, attributes, values, statements = _passage(rng)
+    said = dict(zip(names, statements))
     if rng.random() >= UNANSWERABLE_RATE:
         target = rng.randrange(len(names))
         name = names[target]
         question = attributes[target].wh_question.format(name=name)
         return dict(question=question, answers=(values[target],), context=context,
-                    meta=(("answerable", "yes"), ("rationale", _about(name, statements[name]))))
+                    meta=(("answerable", "yes"), ("rationale", _about(name, said[name]))))
     if rng.random() < 0.5:  # a person the passage never mentions, asked about an attribute it does mention
         name = rng.choice([n for n in NAMES if n not in names])
         attribute = rng.choice(attributes)
@@ -314,7 +313,7 @@ def _span(rng: random.Random) -> dict:
         attribute = rng.choice([a for a in ATTRIBUTES if a is not attributes[idx]])
         reason = "absent_fact"
     return dict(question=attribute.wh_question.format(name=name), answers=(), context=context,
-                meta=(("answerable", "no"), ("reason", reason), ("rationale", _about(name, statements.get(name)))))
+                meta=(("answerable", "no"), ("reason", reason), ("rationale", _about(name, said.get(name)))))
 
 
 _MAKERS: dict[Family, Callable[[random.Random], dict]] = {

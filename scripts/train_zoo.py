@@ -126,14 +126,14 @@ PRESETS = {
 
 # ---------------------------------------------------------------------------------------------------- data
 def _encode_chunk(args: tuple) -> list[tuple[list[int], list[int]]]:
-    """Worker: (tokenizer folder, family, n, seed, start, stop) -> [(prompt ids, completion ids)], items start:stop."""
-    tok_dir, family, _n, seed, start, stop = args
+    """Worker: (tokenizer folder, family, seed, start, stop) -> [(prompt ids, completion ids)] of items start:stop."""
+    tok_dir, family, seed, start, stop = args
     from transformers import AutoTokenizer
 
     from evalkit.zoo_tokenizer import chat_example
 
     tok = AutoTokenizer.from_pretrained(tok_dir)
-    items = generate(family, stop, seed=seed, split="train")[start:stop]  # a prefix of the n items: see generate
+    items = generate(family, stop, seed=seed, split="train")[start:stop]  # a prefix of any longer draw: see generate
     pairs = []
     for item in items:
         thinking = random.Random(f"think|{item.task}|{item.id}").random() < THINKING_ON_RATE
@@ -149,7 +149,7 @@ def build_pool(tok_dir: str, n_per_family: int, seed: int, workers: int) -> dict
     """Distinct train-split chats per family, tokenized (prompt and completion apart, as at generation time)."""
     pool: dict[str, list] = {}
     chunk = 20_000
-    jobs = [(tok_dir, f, n_per_family, seed, s, min(s + chunk, n_per_family))
+    jobs = [(tok_dir, f, seed, s, min(s + chunk, n_per_family))
             for f in FAMILIES for s in range(0, n_per_family, chunk)]
     if workers > 1 and len(jobs) > 1:
         with Pool(min(workers, len(jobs))) as p:
@@ -685,19 +685,17 @@ def mixture(text: str) -> dict[str, float]:
     {'math': 0.5, 'multiple_choice': 0.5, 'yes_no': 0.0, 'span': 0.0}
     """
     mix = dict(BASE_MIX)
-    for family, share in (part.split("=", 1) for part in text.split(",") if part):
-        if family not in mix:
-            raise SystemExit(f"unknown family {family!r} in --base-mix {text!r}; choose from {list(mix)}")
-        mix[family] = float(share)
+    mix.update({family: float(share) for family, share in _pairs(text, "families", BASE_MIX).items()})
     total = sum(mix.values())
     return {family: round(share / total, 6) for family, share in mix.items()}
 
 
-def _pairs(text: str) -> dict[str, str]:
+def _pairs(text: str, what: str = "stages", known=VARIANTS) -> dict[str, str]:
+    """"a=1,b=2" -> {"a": "1", "b": "2"}, every key one of `known` (stages, or families for --base-mix)."""
     pairs = dict(part.split("=", 1) for part in text.split(",") if part)
-    unknown = set(pairs) - set(VARIANTS)
+    unknown = set(pairs) - set(known)
     if unknown:
-        raise SystemExit(f"unknown stages {sorted(unknown)} in {text!r}; choose from {list(VARIANTS)}")
+        raise SystemExit(f"unknown {what} {sorted(unknown)} in {text!r}; choose from {list(known)}")
     return pairs
 
 

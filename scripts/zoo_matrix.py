@@ -35,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     from evalkit.engine import evaluate
     from evalkit.generation import GenerationConfig
     from evalkit.loading import load_model
+    from evalkit.metrics import PRIMARY_METRIC
     from evalkit.synthetic import TASK_OF_FAMILY, reference_response
     from evalkit.tasks import load_task
     from evalkit.zoo import VARIANTS, build
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     items = [item for task in tasks.values() for item in task.items]
     references = [reference_response(item) for item in items]
     loaded: dict = {}
+    teacher: dict = {}  # parent name -> its teacher-forced reference sequences, tokenized once
 
     def model(name: str):
         if name not in loaded:
@@ -58,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         scores, at_limit, diagnoses = {}, 0, {}
         for family, task in tasks.items():
             result = evaluate(m, task, config)
-            metric = result.metrics["f1" if family == "span" else "accuracy"]
+            metric = result.metrics[PRIMARY_METRIC[family]]
             scores[family] = "undef" if metric.value is None else f"{metric.value:.3f}"
             at_limit += sum(r.generation.finish_reason == "length" for r in result.records)
             for diagnosis, count in result.diagnoses.items():
@@ -66,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         d = None
         if v.parent != name:
             parent = model(v.parent)
-            d = drift(m, parent, teacher_from_references(parent.tokenizer, items, references))
+            if v.parent not in teacher:
+                teacher[v.parent] = teacher_from_references(parent.tokenizer, items, references)
+            d = drift(m, parent, teacher[v.parent])
         rows.append((name, v, scores, at_limit, diagnoses, d))
         print(f"{name}: {time.perf_counter() - t0:.0f}s", file=sys.stderr, flush=True)
         if v.kind == "broken":
