@@ -1,0 +1,65 @@
+"""Every error a user of evalkit can see, under one base: ``except EvalkitError`` catches them all.
+
+Each keeps the builtin base it always had (a bad manifest is still a ``ValueError``), so code written against the
+old classes keeps working; the command line catches `EvalkitError` alone and prints it as one line.
+
+>>> issubclass(ManifestError, EvalkitError) and issubclass(ManifestError, ValueError)
+True
+"""
+
+from __future__ import annotations
+
+__all__ = ["CLIError", "CycleError", "DriftError", "EvalkitError", "GateError", "ManifestError", "ModelLoadError",
+           "QuantizationError", "RunError", "TaskError", "UnknownNameError", "ZooError"]
+
+
+class EvalkitError(Exception):
+    """Base of every error evalkit raises on purpose; the message names the problem and the fix."""
+
+
+class UnknownNameError(EvalkitError, ValueError):
+    """A name that no registry knows (a metric, a check, a backend); the message lists the known ones."""
+
+
+class CycleError(EvalkitError, ValueError):
+    """A parent (or source) chain that loops back on itself; `name` is the first name met twice."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"chain loops back to {name!r}")
+        self.name = name
+
+
+class ManifestError(EvalkitError, ValueError):
+    """A manifest that cannot be used; the message names the file, the table and the fix."""
+
+
+class TaskError(EvalkitError, ValueError):
+    """A task that cannot be loaded: unknown name, missing file, malformed row, empty dataset."""
+
+
+class ModelLoadError(EvalkitError):
+    """A model folder that cannot be loaded; the message names the folder, what is wrong and how to fix it."""
+
+
+class QuantizationError(EvalkitError):
+    """A quantization request that cannot run; the message names the problem and the fix."""
+
+
+class DriftError(EvalkitError, ValueError):
+    """Drift cannot be computed: the two models do not share a vocabulary, or there is nothing to compare."""
+
+
+class ZooError(EvalkitError):
+    """The zoo cannot be built or a name is unknown; the message says what to do."""
+
+
+class GateError(EvalkitError, ValueError):
+    """A gate asked to compare what cannot be compared (a metric without per-item scores, different items)."""
+
+
+class RunError(EvalkitError, ValueError):
+    """A run folder that cannot be read or written; the message names the file and the fix."""
+
+
+class CLIError(EvalkitError):
+    """A bad command line that argparse cannot see (e.g. a model name used twice); printed as one line."""
