@@ -11,7 +11,7 @@ gpu: a random model of Qwen3-0.6B's shape (hidden 1024, 28 layers, 16 heads, 8 k
 intermediate 3072, vocab 151936) in bf16, 128-token prompts, exactly 128 new tokens (eos disabled): one at a time,
 batched eager, evalkit's CUDA-graph decoder and torch.compile; then the same model quantized with llmcompressor to
 compressed-tensors W8A8 (int8 weights, dynamic per-token int8 activations) and W4A16 (int4 weights, group 128),
-saved, reloaded through evalkit.loading and timed the same way. Stages run in priority order within --budget
+saved, reloaded through evalkit.models.loading and timed the same way. Stages run in priority order within --budget
 seconds; the rest are reported as skipped. Full logs and a JSON of the rows go to --out.
 """
 
@@ -30,7 +30,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from evalkit.generation import GenerationConfig, HFBackend, Prompt  # noqa: E402
+from evalkit.run.backends.transformers import HFBackend  # noqa: E402
+from evalkit.run.generation import GenerationConfig, Prompt  # noqa: E402
 
 
 @dataclass
@@ -73,9 +74,9 @@ def bench_cpu(args: argparse.Namespace) -> list[Row]:
 
     import torch
 
-    from evalkit.cache import Cache
-    from evalkit.engine import evaluate
-    from evalkit.tasks import load_task
+    from evalkit.run.cache import Cache
+    from evalkit.run.engine import evaluate
+    from evalkit.data.tasks import load_task
 
     rows: list[Row] = []
     task = load_task(args.task, limit=args.n)
@@ -112,7 +113,7 @@ def _cpu_model(path: str | None, dtype: str):
 
     zoo = Path(path) if path else REPO / "fixtures" / "zoo" / "base"
     if (zoo / "config.json").is_file():
-        from evalkit.loading import load_model
+        from evalkit.models.loading import load_model
 
         return load_model(zoo, dtype=getattr(torch, dtype))
     sys.path.insert(0, str(REPO / "tests" / "unit"))
@@ -280,7 +281,7 @@ def _device_name() -> str:
 
 def _quantized(model, tok, scheme: str, out: Path):
     """Quantize the model (round-to-nearest, no calibration data: random weights, speed only), save it compressed,
-    and load it back the way the gate does (evalkit.loading)."""
+    and load it back the way the gate does (evalkit.models.loading)."""
     import tempfile
 
     import torch
@@ -301,7 +302,7 @@ def _quantized(model, tok, scheme: str, out: Path):
     clone.save_pretrained(folder, save_compressed=True)
     tok.save_pretrained(folder)
     del clone
-    from evalkit.loading import load_model
+    from evalkit.models.loading import load_model
 
     loaded = load_model(folder, device=device, dtype=torch.bfloat16)
     msg = f"{scheme}: quantized, saved and reloaded in {time.monotonic() - t0:.0f} s; notes: {loaded.notes}"

@@ -8,7 +8,7 @@
 Usage (from the repository root; GPU when available, else CPU; seeds fixed):
     # the committed zoo (one H100: 511 s; it was run with --budget-s base=320,sft=35,lora=40,qlora=45)
     python scripts/train_zoo.py --out fixtures/zoo --steps base=6800,sft=800,lora=600,qlora=600
-    # then, on CPU, the sample of scores that tests/unit/test_zoo_models.py re-checks
+    # then, on CPU, the sample of scores that tests/scripts/test_zoo_models.py re-checks
     OMP_NUM_THREADS=2 python scripts/train_zoo.py --out fixtures/zoo --stages "" --record-cpu-sample 32
     OMP_NUM_THREADS=1 python scripts/train_zoo.py --out /tmp/zoo --preset smoke  # a tiny CPU run in seconds
 
@@ -17,10 +17,11 @@ card, seconds) and its scores (format compliance and accuracy per family, greedy
 measured after reloading the saved folder the way a user loads it. Base and SFT also get an RTN w4 group-64 proxy
 score (all decoder Linear weights fake-quantized), a cheap early warning of fragility under 4-bit quantization.
 
-The generation and scoring helpers in the "eval" section stay local on purpose: every committed provenance.json
-score was measured with them (tests/unit/test_zoo_models.py re-checks those numbers through them). evalkit's engine
-scores differently (Math-Verify equivalence, SQuAD normalisation, \\fbox and think-block handling, a reply stops at
-either eos token, batches sorted by token count), so it would not reproduce the recorded numbers.
+Folders are loaded through evalkit's own loader (`evalkit.models.loading.load_model`, bf16) and answers read with
+evalkit's box reader (`evalkit.core.boxes.boxed`). The generation loop and the exact-match scoring in the "eval"
+section stay local on purpose: every committed provenance.json score was measured with them
+(tests/scripts/test_zoo_models.py re-checks those numbers through them), and evalkit's engine scores differently
+(Math-Verify equivalence, SQuAD normalisation, a reply stops at either eos token, batches sorted by token count).
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ import math
 import os
 import platform
 import random
-import re
 import sys
 import time
 from dataclasses import dataclass
@@ -41,11 +41,13 @@ from multiprocessing import Pool
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+for _path in (REPO, REPO / "scripts"):  # evalkit, and zoo_tokenizer beside this script
+    if str(_path) not in sys.path:
+        sys.path.insert(0, str(_path))
 
-from evalkit.synthetic import generate  # noqa: E402
-from evalkit.types import FAMILIES, Item  # noqa: E402
+from evalkit.core.boxes import boxed  # noqa: E402
+from evalkit.core.types import FAMILIES, Item  # noqa: E402
+from evalkit.data.synthetic import generate  # noqa: E402
 
 VARIANTS = {
     "base": "base",
@@ -130,7 +132,7 @@ def _encode_chunk(args: tuple) -> list[tuple[list[int], list[int]]]:
     tok_dir, family, seed, start, stop = args
     from transformers import AutoTokenizer
 
-    from evalkit.zoo_tokenizer import chat_example
+    from zoo_tokenizer import chat_example
 
     tok = AutoTokenizer.from_pretrained(tok_dir)
     items = generate(family, stop, seed=seed, split="train")[start:stop]  # a prefix of any longer draw: see generate
@@ -290,7 +292,7 @@ def lora_config(preset: Preset):
 def save_full(model, tok, folder: Path) -> None:
     import torch
 
-    from evalkit.zoo_tokenizer import save_generation_config
+    from zoo_tokenizer import save_generation_config
 
     folder.mkdir(parents=True, exist_ok=True)
     model.to(torch.bfloat16).save_pretrained(folder, safe_serialization=True)
@@ -316,31 +318,12 @@ def save_adapter(peft_model, tok, folder: Path, base_name: str) -> None:
 
 
 def load_variant(zoo: Path, name: str, device: str = "cpu"):
-    """(model, tokenizer) for a committed variant, the way docs/zoo.md tells users to load it."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    """(model, tokenizer) for a committed variant, through evalkit's loader (bf16; a QLoRA adapter's base in nf4,
+    as its provenance.json says)."""
+    from evalkit.models.loading import load_model
 
-    folder = zoo / name
-    prov = json.loads((folder / "provenance.json").read_text())
-    tok = AutoTokenizer.from_pretrained(folder)
-    if prov["format"] == "transformers":
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16).to(device)
-        return model.eval(), tok
-    from peft import PeftModel
-
-    base_dir = folder.parent / prov["base"]
-    kwargs: dict = {"dtype": torch.bfloat16}
-    if prov["format"] == "peft_qlora":
-        from transformers import BitsAndBytesConfig
-
-        q = dict(prov["base_quantization"])
-        q["bnb_4bit_compute_dtype"] = getattr(torch, q["bnb_4bit_compute_dtype"])
-        kwargs.update(quantization_config=BitsAndBytesConfig(**q), device_map=device)
-        base = AutoModelForCausalLM.from_pretrained(base_dir, **kwargs)
-    else:
-        base = AutoModelForCausalLM.from_pretrained(base_dir, **kwargs).to(device)
-    model = PeftModel.from_pretrained(base, folder)
-    return model.eval(), tok
+    loaded = load_model(zoo / name, device=device, dtype="bfloat16")
+    return loaded.model, loaded.tokenizer
 
 
 def versions() -> dict[str, str]:
@@ -362,24 +345,9 @@ def hardware(device: str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- eval
-BOXED = re.compile(r"\\boxed\{")
-
-
-def last_boxed(text: str) -> str | None:
-    """Content of the last \\boxed{...} with balanced braces, or None."""
-    starts = [m.end() for m in BOXED.finditer(text)]
-    for start in reversed(starts):
-        depth = 1
-        for i in range(start, len(text)):
-            depth += {"{": 1, "}": -1}.get(text[i], 0)
-            if depth == 0:
-                return text[start:i]
-    return None
-
-
 def score(item: Item, response: str, finished: bool) -> tuple[bool, bool]:
     """(format compliant, correct): compliant = stopped at eos and holds a closed \\boxed{}; exact match."""
-    answer = last_boxed(response.split("</think>")[-1])
+    answer = boxed(response)
     if answer is None:
         return False, False
     answer = answer.strip()
@@ -397,7 +365,7 @@ def generate_responses(model, tok, items: list[Item], *, batch_size: int, max_ne
     """Greedy, batched, left-padded generation with thinking off; (response text, stopped at eos) per item."""
     import torch
 
-    from evalkit.zoo_tokenizer import render_prompt
+    from zoo_tokenizer import render_prompt
 
     tok.padding_side = "left"
     eos = tok.convert_tokens_to_ids("<|im_end|>")
@@ -475,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from transformers import AutoTokenizer
 
-    from evalkit.zoo_tokenizer import build_zoo_tokenizer
+    from zoo_tokenizer import build_zoo_tokenizer
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     preset = PRESETS[args.preset]
@@ -701,16 +669,12 @@ def _pairs(text: str, what: str = "stages", known=VARIANTS) -> dict[str, str]:
 
 def load_variant_fresh(folder: Path, device: str, zoo: Path | None = None):
     """Reload a just-saved folder (provenance.json not written yet) the way users will load it."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from evalkit.models.loading import load_model
 
-    tok = AutoTokenizer.from_pretrained(folder)
-    if (folder / "adapter_config.json").exists():
-        from peft import PeftModel
-
-        base = AutoModelForCausalLM.from_pretrained(zoo / VARIANTS["base"], dtype=torch.bfloat16).to(device)
-        return PeftModel.from_pretrained(base, folder).eval(), tok
-    return AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16).to(device).eval(), tok
+    adapter = (folder / "adapter_config.json").exists()
+    base = zoo / VARIANTS["base"] if adapter and zoo is not None else None
+    loaded = load_model(folder, device=device, dtype="bfloat16", base=base)
+    return loaded.model, loaded.tokenizer
 
 
 if __name__ == "__main__":

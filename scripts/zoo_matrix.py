@@ -3,8 +3,8 @@
 Prints the two tables of docs/quantization.md ("The zoo matrix, measured") and docs/broken-variants.md: per
 model the score of each family (accuracy; F1 for span), replies cut at the token limit, the diagnoses, and drift
 against the parent the gate compares it with (teacher-forced on the reference responses of the same items).
-Everything goes through the library the gate uses (`evalkit.zoo.build`, `evalkit.loading.load_model`,
-`evalkit.engine.evaluate`, `evalkit.drift.drift`), so the docs' numbers are the gate's numbers.
+Everything goes through the library the gate uses (`evalkit.zoo.build`, `evalkit.models.loading.load_model`,
+`evalkit.run.engine.evaluate`, `evalkit.run.drift.drift`), so the docs' numbers are the gate's numbers.
 
     OMP_NUM_THREADS=2 python scripts/zoo_matrix.py --n 200      # about 15 min on 2 CPU cores
 """
@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from evalkit.types import FAMILIES  # noqa: E402
+from evalkit.core.types import FAMILIES  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -31,18 +31,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args(argv)
 
-    from evalkit.drift import drift, teacher_from_references
-    from evalkit.engine import evaluate
-    from evalkit.generation import GenerationConfig
-    from evalkit.loading import load_model
-    from evalkit.metrics import PRIMARY_METRIC
-    from evalkit.synthetic import TASK_OF_FAMILY, reference_response
-    from evalkit.tasks import load_task
+    from evalkit.run.drift import drift, teacher_from_references
+    from evalkit.run.engine import evaluate
+    from evalkit.run.generation import GenerationConfig
+    from evalkit.models.loading import load_model
+    from evalkit.core.metrics import PRIMARY_METRIC
+    from evalkit.data.synthetic import MAKERS, reference_response
+    from evalkit.data.tasks import load_task
     from evalkit.zoo import VARIANTS, build
 
     paths = build(device=args.device, log=lambda line: print(line, file=sys.stderr, flush=True))
     config = GenerationConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size)
-    tasks = {f: load_task(TASK_OF_FAMILY[f], limit=args.n) for f in FAMILIES}
+    tasks = {f: load_task(MAKERS.get(f).task, limit=args.n) for f in FAMILIES}
     items = [item for task in tasks.values() for item in task.items]
     references = [reference_response(item) for item in items]
     loaded: dict = {}

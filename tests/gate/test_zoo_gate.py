@@ -6,7 +6,7 @@ class, two example responses and the numbers compared. Known-broken models (``ex
 xfail where the gate catches them, and `test_known_broken_is_caught` asserts they are caught for the right reason.
 """
 
-from evalkit.gate import GateCase
+from evalkit.pytest.assertions import GateCase
 
 
 def test_prompt(variant_case: GateCase) -> None:

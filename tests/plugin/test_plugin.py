@@ -1,4 +1,4 @@
-"""evalkit.plugin through pytester: one test per option, marker and hook.
+"""evalkit.pytest.plugin through pytester: one test per option, marker and hook.
 
 Each run loads the plugin explicitly (plugin autoload off, so an installed entry point and `-p` never clash) and
 runs a copy of the repository's gate tests (tests/gate/test_zoo_gate.py) against small manifests. Manifests whose
@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-import evalkit.plugin  # noqa: F401  (imported here, so in-process pytester runs reuse it instead of importing anew)
+import evalkit.pytest.plugin  # noqa: F401  (imported here, so in-process pytester runs reuse it instead of importing anew)
 
 pytest_plugins = ["pytester"]
 
 REPO = Path(__file__).resolve().parents[2]
 GATE_TESTS = (REPO / "tests" / "gate" / "test_zoo_gate.py").read_text()
-PLUGINS = ("-p", "evalkit.plugin", "-p", "syrupy", "-p", "no:cacheprovider")
+PLUGINS = ("-p", "evalkit.pytest.plugin", "-p", "syrupy", "-p", "no:cacheprovider")
 
 GHOSTS = """
 [tasks.zoo_yes_no]

@@ -10,20 +10,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from evalkit.engine import TaskResult, score_generations
+from evalkit.run.engine import TaskResult, score_generations
 from evalkit.gate import Evidence, verdict
-from evalkit.generation import Generation, GenerationConfig, GenerationRun
-from evalkit.manifest import Thresholds
-from evalkit.rundir import ModelInfo, RunWriter
-from evalkit.tasks import load_task
+from evalkit.run.generation import Generation, GenerationConfig, GenerationRun
+from evalkit.gate.manifest import Thresholds
+from evalkit.models.description import ModelSpec
+from evalkit.report.rundir import RunWriter
+from evalkit.data.tasks import load_task
 
 EOS = "<|im_end|>"
 N = 24
 MODELS = {
-    "parent": ModelInfo("parent", "/models/parent", None, "none", 16, format="plain"),
-    "parent_gptq_w4g64": ModelInfo("parent_gptq_w4g64", "/models/gptq", "parent", "gptq", 4,
+    "parent": ModelSpec("parent", "/models/parent", None, method="none", weight_bits=16, format="plain"),
+    "parent_gptq_w4g64": ModelSpec("parent_gptq_w4g64", "/models/gptq", "parent", method="gptq", weight_bits=4,
                                    format="compressed-tensors", recipe="gptq-w4g64"),
-    "parent_eos_flood": ModelInfo("parent_eos_flood", "/models/flood", "parent", "broken", 4,
+    "parent_eos_flood": ModelSpec("parent_eos_flood", "/models/flood", "parent", method="broken", weight_bits=4,
                                   format="compressed-tensors", note="eos logit flooded"),
 }
 

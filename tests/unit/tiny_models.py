@@ -154,7 +154,7 @@ def tiny_quantized(recipe: str, n_calibration: int = 8) -> Path:
     """The shared tiny model quantized with an evalkit recipe (a few calibration items: plumbing, not quality)."""
     key = f"{recipe}-{n_calibration}"
     if key not in _built:
-        from evalkit.quantization import quantize
+        from evalkit.models.quantization import quantize
 
         _built[key] = quantize(tiny_qwen3(), recipe, _scratch() / key, n_calibration=n_calibration)
     return _built[key]

@@ -1,0 +1,5 @@
+"""``python -m evalkit.cli``: the ``evalkit`` console script."""
+
+from evalkit.cli.dispatch import main
+
+raise SystemExit(main())

@@ -1,0 +1,390 @@
+"""The gate manifest (`pytest --zoo PATH`, `evalkit gate --zoo PATH`): models, parents, tasks, thresholds, in TOML.
+
+One file says what to gate: which checkpoints (and which unquantized parent each is compared with), on which tasks
+with how many items, and how strict each check is. Thresholds resolve in layers, each overriding the one before:
+``[thresholds]`` (run-wide) -> ``[tasks.<task>.thresholds]`` -> ``[models.<model>.thresholds]``. Every value is
+validated on load, and a wrong key or value is one error naming the file, the table and the fix.
+
+>>> m = loads('''
+... [tasks.zoo_yes_no]
+... limit = 16
+... [models.parent]
+... path = "p"
+... [models.variant]
+... path = "v"
+... parent = "parent"
+... ''', root="/models")
+>>> [(c.model, c.task) for c in m.cases()]
+[('parent', 'zoo_yes_no'), ('variant', 'zoo_yes_no')]
+>>> m.models["variant"].path.as_posix(), m.thresholds("variant", "zoo_yes_no").min_compliance
+('/models/v', 0.9)
+
+The format is documented in docs/gate.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, TypeVar
+
+from evalkit.core.lineage import lineage, with_ancestors
+from evalkit.errors import CycleError, ManifestError
+from evalkit.models.description import ZOO_SCHEME, ModelSpec
+
+__all__ = ["Case", "DEFAULT_MANIFEST", "GateSettings", "Manifest", "ManifestError", "ModelSpec", "TaskEntry",
+           "Thresholds", "load", "loads", "ZOO_SCHEME"]
+
+DEFAULT_MANIFEST = Path(__file__).resolve().parents[2] / "fixtures" / "zoo.toml"
+"""The fixture zoo's gate manifest: the default of `evalkit gate` and of the pytest plugin's --zoo."""
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """How strict each check is for one (model, task). Fractions are on the 0-1 scale of `evalkit.core.metrics`."""
+
+    min_compliance: float = 0.90  # floor on the share of responses with a valid \boxed{} answer
+    min_metric: float | None = None  # absolute floor on the primary metric (None: no floor)
+    tolerated_drop: float = 0.01  # an observed drop vs the parent at or below this never fails (practical margin)
+    detect_drop: float = 0.05  # the drop the gate should be able to see; the verdict reports whether it can
+    require_power: bool = False  # True: a pass that could not see `detect_drop` at this n fails as inconclusive
+    alpha: float = 0.01  # one-sided false-fail rate of every statistical check
+    power: float = 0.90  # power at which the minimum detectable drop is quoted
+    beat_baseline: bool = True  # require the primary metric to clearly beat the trivial baseline
+    max_mean_kl: float | None = 0.5  # drift vs parent: mean per-token KL(parent || variant), nats
+    max_p99_kl: float | None = None  # drift vs parent: 99th percentile per-token KL, nats
+    min_top1_agreement: float | None = 0.80  # drift vs parent: share of tokens with the same argmax
+    max_ppl_ratio: float | None = 1.5  # drift vs parent: variant perplexity / parent perplexity
+    max_slowdown: float | None = 10.0  # slow-kernel alarm: variant seconds/sample over the parent's
+
+    def __post_init__(self) -> None:
+        for name in ("min_compliance", "min_metric", "tolerated_drop", "min_top1_agreement"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+        if not 0.0 < self.detect_drop <= 1.0:
+            raise ValueError(f"detect_drop must be in (0, 1], got {self.detect_drop!r}")
+        if not 0.0 < self.alpha < 0.5:
+            raise ValueError(f"alpha must be in (0, 0.5), got {self.alpha!r}")
+        if not 0.5 <= self.power < 1.0:
+            raise ValueError(f"power must be in [0.5, 1), got {self.power!r}")
+        for name in ("max_mean_kl", "max_p99_kl"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value!r}")
+        for name in ("max_ppl_ratio", "max_slowdown"):
+            value = getattr(self, name)
+            if value is not None and value < 1.0:
+                raise ValueError(f"{name} must be >= 1, got {value!r}")
+
+
+_T = TypeVar("_T")
+
+
+def _per_device(device: str, value: _T, gpu_value: _T | None) -> _T:
+    """`gpu_value` on a CUDA device when it is set, else `value`: the one rule for every ``gpu_*`` setting."""
+    return gpu_value if device.startswith("cuda") and gpu_value is not None else value
+
+
+@dataclass(frozen=True, slots=True)
+class GateSettings:
+    """Run-wide settings from ``[gate]``; the command line (--gate-device, --gate-limit) overrides some."""
+
+    device: str = "auto"  # "cpu", "cuda", "cuda:1" or "auto" (cuda when available)
+    dtype: str | None = None  # load dtype, e.g. "float32"; None keeps each checkpoint's own
+    max_new_tokens: int = 256
+    batch_size: int = 32
+    gpu_batch_size: int | None = None  # batch size on CUDA (None: batch_size); a GPU wants far larger batches
+    enable_thinking: bool = False
+    decoder: Literal["eager", "static", "compiled"] = "eager"  # evalkit.run.generation decoder (compiled: fast on CUDA)
+    cache: Path = Path(".evalkit/cache")  # generation cache folder (relative paths: to the working directory)
+    golden: int = 2  # golden greedy responses per (model, task) kept in snapshots
+    drift_limit: int | None = None  # parent responses per task that drift is computed on (None: all)
+    seed: int = 0  # item sampling seed for limits
+
+    def batch_size_for(self, device: str) -> int:
+        """Generation batch size on `device` ("cpu" or a CUDA device)."""
+        return _per_device(device, self.batch_size, self.gpu_batch_size)
+
+    def __post_init__(self) -> None:
+        if self.max_new_tokens < 1 or self.batch_size < 1 or (self.gpu_batch_size is not None and self.gpu_batch_size < 1):
+            raise ValueError("max_new_tokens, batch_size and gpu_batch_size must be >= 1")
+        if self.decoder not in ("eager", "static", "compiled"):
+            raise ValueError(f"decoder must be eager, static or compiled, got {self.decoder!r}")
+        if self.drift_limit is not None and self.drift_limit < 1:
+            raise ValueError(f"drift_limit must be >= 1, got {self.drift_limit}")
+        if self.golden < 0:
+            raise ValueError(f"golden must be >= 0, got {self.golden}")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskEntry:
+    """One task of the gate: an `evalkit.data.tasks` name, where its rows come from and how many to use."""
+
+    name: str
+    source: str | None = None  # file or data folder (relative: to the manifest), "hf" or "hf:<name>"; None: the
+    # task's default ($EVALKIT_DATA_DIR, else Hugging Face); zoo tasks are generated and ignore it
+    limit: int | None = None  # items on CPU (None: all)
+    gpu_limit: int | None = None  # items on CUDA (None: same as limit)
+    metric: str | None = None  # primary metric override (default: evalkit.core.metrics.PRIMARY_METRIC of the family)
+    thresholds: Mapping[str, Any] = field(default_factory=dict)
+
+    def limit_for(self, device: str) -> int | None:
+        """Items to use on `device` ("cpu" or a CUDA device)."""
+        return _per_device(device, self.limit, self.gpu_limit)
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """One (model, task) pair the gate checks."""
+
+    model: str
+    task: str
+    parent: str | None
+    group: str  # the root of the model's parent chain: its family, for reports
+    expect: Literal["pass", "fail"]
+
+    @property
+    def id(self) -> str:
+        """Test id: ``model-task``."""
+        return f"{self.model}-{self.task}"
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """A parsed, validated gate manifest."""
+
+    source: str  # file it was read from (for messages)
+    gate: GateSettings
+    tasks: Mapping[str, TaskEntry]
+    models: Mapping[str, ModelSpec]
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+    def cases(self) -> list[Case]:
+        """Every (model, task) to check, parents first, in manifest order within each generation."""
+        out: list[Case] = []
+        for name in sorted(self.models, key=lambda name: len(self._lineage(name))):  # stable: manifest order kept
+            spec, group = self.models[name], self.root_of(name)
+            out.extend(Case(name, task, spec.parent, group, spec.expect) for task in spec.tasks or tuple(self.tasks))
+        return out
+
+    def root_of(self, model: str) -> str:
+        """The first ancestor without a parent (the model itself when it has none)."""
+        return self._lineage(model)[-1]
+
+    def thresholds(self, model: str, task: str) -> Thresholds:
+        """Thresholds for one (model, task): defaults, then the task's, then the model's."""
+        layers = {**self.defaults, **self.tasks[task].thresholds, **self.models[model].thresholds}
+        return Thresholds(**layers)
+
+    def with_ancestors(self, models: Sequence[str]) -> list[str]:
+        """`models` and their parent chains, parents first."""
+        return with_ancestors(models, self._parent_of)
+
+    def _lineage(self, model: str) -> list[str]:
+        """`model`, its parent, its parent's parent, ... (loads refuses parent cycles, so this ends)."""
+        return lineage(model, self._parent_of)
+
+    def _parent_of(self, model: str) -> str | None:
+        return self.models[model].parent
+
+
+# ------------------------------------------------------------------------------------------------------ parsing
+
+_THRESHOLD_KEYS = {f.name: f.type for f in dataclasses.fields(Thresholds)}
+_GATE_KEYS = {f.name for f in dataclasses.fields(GateSettings)}
+_TASK_KEYS = {"source", "limit", "gpu_limit", "metric", "thresholds"}
+_MODEL_KEYS = {"path", "parent", "base", "dtype", "tasks", "expect", "diagnosis", "note", "thresholds"}
+_TOP_KEYS = {"gate", "thresholds", "tasks", "models"}
+
+
+def load(path: str | os.PathLike[str]) -> Manifest:
+    """Read a manifest file; relative model paths are relative to the file's folder."""
+    file = Path(path)
+    if not file.is_file():
+        raise ManifestError(f"{file}: manifest file not found; pass --zoo with the path of a TOML manifest "
+                            f"(see docs/gate.md)")
+    return loads(file.read_text(encoding="utf-8"), root=file.parent, source=str(file))
+
+
+def loads(text: str, *, root: str | os.PathLike[str] = ".", source: str = "<manifest>") -> Manifest:
+    """Parse manifest text; `root` anchors relative model paths."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ManifestError(f"{source}: not valid TOML ({err})") from None
+    where = _Where(source)
+    where.keys(data, _TOP_KEYS, "the top level")
+    root = Path(root)
+    gate = _gate(data.get("gate", {}), where)
+    defaults = _thresholds(data.get("thresholds", {}), where, "[thresholds]")
+    tasks_table = where.table(data.get("tasks", {}), "[tasks]")
+    if not tasks_table:
+        raise ManifestError(f"{source}: no [tasks.<name>] table; a manifest needs at least one task")
+    tasks = {name: _task(name, body, root, where) for name, body in tasks_table.items()}
+    models_table = where.table(data.get("models", {}), "[models]")
+    if not models_table:
+        raise ManifestError(f"{source}: no [models.<name>] table; a manifest needs at least one model")
+    models = {name: _model(name, body, root, tasks, where) for name, body in models_table.items()}
+    _check_parents(models, tuple(tasks), where)
+    manifest = Manifest(source=source, gate=gate, tasks=tasks, models=models, defaults=defaults)
+    for case in manifest.cases():  # every combination must build valid thresholds
+        try:
+            manifest.thresholds(case.model, case.task)
+        except (TypeError, ValueError) as err:
+            raise ManifestError(f"{source}: thresholds of model {case.model!r} on task {case.task!r}: {err}") from None
+    return manifest
+
+
+class _Where:
+    """Error helpers that name the manifest and the table."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, table: str, problem: str) -> ManifestError:
+        return ManifestError(f"{self.source}: {table}: {problem}")
+
+    def table(self, value: Any, table: str) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(table, f"expected a table, got {type(value).__name__}")
+        return value
+
+    def keys(self, body: Mapping[str, Any], allowed: set[str], table: str) -> None:
+        unknown = sorted(set(body) - allowed)
+        if unknown:
+            names = ", ".join(map(repr, unknown))
+            raise self.fail(table, f"unknown key(s) {names}; allowed: {', '.join(sorted(allowed))}")
+
+    def typed(self, value: Any, kinds: type | tuple[type, ...], table: str, key: str) -> Any:
+        if isinstance(value, bool) and kinds in (int, float, (int, float)):
+            raise self.fail(table, f"{key} must be a number, got {value!r}")
+        if not isinstance(value, kinds):
+            names = kinds.__name__ if isinstance(kinds, type) else " or ".join(k.__name__ for k in kinds)
+            raise self.fail(table, f"{key} must be a {names}, got {value!r}")
+        return value
+
+
+def _thresholds(body: Any, where: _Where, table: str) -> dict[str, Any]:
+    body = where.table(body, table)
+    where.keys(body, set(_THRESHOLD_KEYS), table)
+    out: dict[str, Any] = {}
+    for key, value in body.items():
+        if _THRESHOLD_KEYS[key] == "bool":  # require_power, beat_baseline
+            out[key] = where.typed(value, bool, table, key)
+        elif value == "none":  # TOML has no null: "none" switches a check off
+            if "None" not in str(_THRESHOLD_KEYS[key]):
+                raise where.fail(table, f"{key} cannot be switched off")
+            out[key] = None
+        else:
+            out[key] = float(where.typed(value, (int, float), table, key))
+    try:
+        Thresholds(**out)
+    except ValueError as err:
+        raise where.fail(table, str(err)) from None
+    return out
+
+
+def _gate(body: Any, where: _Where) -> GateSettings:
+    body = where.table(body, "[gate]")
+    where.keys(body, _GATE_KEYS, "[gate]")
+    kw: dict[str, Any] = {}
+    for key, value in body.items():
+        if key in ("device", "dtype", "decoder"):
+            kw[key] = where.typed(value, str, "[gate]", key)
+        elif key == "cache":
+            kw[key] = Path(where.typed(value, str, "[gate]", key))
+        elif key == "enable_thinking":
+            kw[key] = where.typed(value, bool, "[gate]", key)
+        else:
+            kw[key] = where.typed(value, int, "[gate]", key)
+    try:
+        return GateSettings(**kw)
+    except ValueError as err:
+        raise where.fail("[gate]", str(err)) from None
+
+
+def _task(name: str, body: Any, root: Path, where: _Where) -> TaskEntry:
+    table = f"[tasks.{name}]"
+    body = where.table(body, table)
+    where.keys(body, _TASK_KEYS, table)
+    kw: dict[str, Any] = {}
+    for key in ("limit", "gpu_limit"):
+        if key in body:
+            value = where.typed(body[key], int, table, key)
+            if value < 1:
+                raise where.fail(table, f"{key} must be >= 1, got {value}")
+            kw[key] = value
+    if "metric" in body:
+        kw["metric"] = where.typed(body["metric"], str, table, "metric")
+    if "source" in body:
+        source = where.typed(body["source"], str, table, "source")
+        kw["source"] = source if source == "hf" or source.startswith("hf:") else str(_resolve(source, root))
+    kw["thresholds"] = _thresholds(body.get("thresholds", {}), where, f"[tasks.{name}.thresholds]")
+    return TaskEntry(name=name, **kw)
+
+
+def _model(name: str, body: Any, root: Path, tasks: Mapping[str, TaskEntry], where: _Where) -> ModelSpec:
+    table = f"[models.{name}]"
+    body = where.table(body, table)
+    where.keys(body, _MODEL_KEYS, table)
+    if "path" not in body:
+        raise where.fail(table, "needs a path: a model folder (relative to the manifest) or zoo:<name>")
+    raw_path = where.typed(body["path"], str, table, "path")
+    path: Path | str = raw_path if raw_path.startswith(ZOO_SCHEME) else _resolve(raw_path, root)
+    kw: dict[str, Any] = {"name": name, "path": path}
+    for key in ("parent", "dtype", "note"):
+        if key in body:
+            kw[key] = where.typed(body[key], str, table, key)
+    if "base" in body:
+        kw["base"] = _resolve(where.typed(body["base"], str, table, "base"), root)
+    if "tasks" in body:
+        listed = where.typed(body["tasks"], list, table, "tasks")
+        unknown = [t for t in listed if t not in tasks]
+        if unknown:
+            raise where.fail(table, f"tasks {unknown} are not in [tasks]; known: {', '.join(tasks)}")
+        kw["tasks"] = tuple(listed)
+    expect = body.get("expect", "pass")
+    if expect not in ("pass", "fail"):
+        raise where.fail(table, f"expect must be \"pass\" or \"fail\", got {expect!r}")
+    kw["expect"] = expect
+    diagnosis = body.get("diagnosis", ())
+    if isinstance(diagnosis, str):
+        diagnosis = (diagnosis,)
+    diagnosis = tuple(where.typed(diagnosis, (list, tuple), table, "diagnosis"))
+    if diagnosis and expect != "fail":
+        raise where.fail(table, "diagnosis names why a known-broken model fails; it needs expect = \"fail\"")
+    if expect == "fail" and not diagnosis:
+        raise where.fail(table, "expect = \"fail\" needs the expected diagnosis, e.g. diagnosis = \"empty\" "
+                                "(see docs/gate.md for the names)")
+    kw["diagnosis"] = diagnosis
+    kw["thresholds"] = _thresholds(body.get("thresholds", {}), where, f"[models.{name}.thresholds]")
+    return ModelSpec(**kw)
+
+
+def _resolve(path: str, root: Path) -> Path:
+    p = Path(os.path.expanduser(path))
+    return p if p.is_absolute() else (root / p)
+
+
+def _check_parents(models: Mapping[str, ModelSpec], all_tasks: tuple[str, ...], where: _Where) -> None:
+    for name, spec in models.items():
+        if spec.parent is None:
+            continue
+        if spec.parent not in models:
+            raise where.fail(f"[models.{name}]", f"parent {spec.parent!r} is not a model of this manifest; "
+                                                 f"known: {', '.join(models)}")
+        try:
+            lineage(name, lambda model: models[model].parent)
+        except CycleError as err:
+            raise where.fail(f"[models.{name}]", f"parent chain loops back to {err.name!r}") from None
+        # a model without its own task list runs every task, so compare the lists it will actually run
+        parent_tasks = models[spec.parent].tasks or all_tasks
+        missing = [t for t in spec.tasks or all_tasks if t not in parent_tasks]
+        if missing:
+            raise where.fail(f"[models.{name}]", f"tasks {missing} are not evaluated for its parent {spec.parent!r}; "
+                                                 f"a variant is compared with its parent on the same task")

@@ -1,0 +1,190 @@
+"""The gate's records: the evidence of one (model, task), each check's result, and the verdict over them.
+
+Errors that travel inside the gate (a model that could not be loaded or evaluated, a parent that failed, drift that
+could not be computed) are `Failure` records with fields, never strings parsed back; they print as they always did
+(``load_error: <detail>``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from evalkit.core.extract import Diagnosis
+
+if TYPE_CHECKING:  # the engine and drift load with the first evaluation, not with the records
+    from evalkit.run.drift import DriftResult
+    from evalkit.run.engine import TaskResult
+
+__all__ = ["CheckResult", "Evidence", "Failure", "LABELS", "OUTCOMES", "Status", "Verdict", "explain"]
+
+Status = Literal["pass", "fail", "skip"]
+
+OUTCOMES = ("PASS", "FAIL", "CAUGHT", "MISDIAGNOSED", "ESCAPED")
+"""A verdict's outcomes, in the order tallies list them."""
+
+LABELS = {
+    "no_chat_template": "the model has no chat template, so its prompts fell back to plain text while its parent's "
+                        "used the template: it is asked in a format it was not trained on",
+    "prompt_mismatch": "the model is prompted differently from its parent",
+    "runaway": "replies run to max_new_tokens where the parent's stop: the end-of-turn token no longer ends "
+               "generation (eos lost from the generation config or tokenizer)",
+    "wrong_answer": "answers are well-formed (a valid \\boxed{}) but wrong",
+    "trivial_baseline": "the score is no better than answering a constant (the trivial baseline)",
+    "logit_drift": "the next-token distributions moved far from the parent's on the parent's own responses",
+    "slow_kernel": "generation is far slower than the parent's: a slow kernel (e.g. dequantizing on the fly)",
+    "underpowered": "too few items to see the drop the gate must see; the verdict says how many are needed",
+    "load_error": "the model folder could not be loaded",
+    "evaluation_error": "the evaluation raised an error",
+    "drift_error": "drift against the parent could not be computed",
+    "parent_error": "the parent could not be evaluated, so nothing can be compared with it",
+}
+"""Diagnoses a check can name besides `evalkit.core.extract.Diagnosis` values, with their one-line explanations."""
+
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """Why something could not be evaluated: a diagnosis (a key of `LABELS`) and its detail, with fields.
+
+    >>> f = Failure("evaluation_error", "ValueError: bad row", where="at engine.py:212")
+    >>> str(f), f.text
+    ('evaluation_error: ValueError: bad row (at engine.py:212)', 'ValueError: bad row (at engine.py:212)')
+    """
+
+    diagnosis: str  # "load_error", "evaluation_error", "drift_error", ...; "" when only the detail is known
+    detail: str
+    where: str = ""  # where an unexpected exception was raised, e.g. "at engine.py:212"
+
+    @property
+    def text(self) -> str:
+        """The detail and where it happened: the numbers line of a check that fails for it."""
+        return f"{self.detail} ({self.where})" if self.where else self.detail
+
+    def __str__(self) -> str:
+        return f"{self.diagnosis}: {self.text}" if self.diagnosis else self.text
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Everything the checks of one (model, task) read. `error` set: the model could not be evaluated."""
+
+    model: str
+    task: str
+    result: TaskResult | None
+    metric: str  # the primary metric's name
+    parent_name: str | None = None
+    parent: TaskResult | None = None
+    drift: DriftResult | None = None
+    error: Failure | None = None  # the model could not be loaded or evaluated
+    parent_error: Failure | None = None
+    drift_error: Failure | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CheckResult:
+    """One check's outcome; `message` is what a failed test prints."""
+
+    check: str
+    model: str
+    task: str
+    status: Status
+    numbers: str  # the numbers compared, one line
+    diagnosis: str = ""  # the named cause of a failure
+    classes: str = ""  # counts per failure class of the model's responses
+    examples: tuple[str, ...] = ()  # example responses behind the diagnosis
+    note: str = ""  # e.g. "underpowered: ..."
+    values: Mapping[str, Any] = field(default_factory=dict)  # machine-readable numbers
+
+    @property
+    def message(self) -> str:
+        head = f"{self.model} on {self.task}: {self.check} {self.status.upper()}"
+        if self.status == "skip":
+            return f"{head}: {self.numbers}"
+        lines = [head + (f" - {self.diagnosis}: {explain(self.diagnosis)}" if self.diagnosis else "")]
+        lines.append(f"  {'error' if self.diagnosis.endswith('_error') else 'compared'}: {self.numbers}")
+        if self.classes:
+            lines.append(f"  responses: {self.classes}")
+        lines += [f"  {'e.g.' if i == 0 else '    '} {e}" for i, e in enumerate(self.examples)]
+        if self.note:
+            lines.append(f"  note: {self.note}")
+        return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """All checks of one (model, task), and what the manifest expected of it."""
+
+    model: str
+    task: str
+    checks: tuple[CheckResult, ...]
+    expect: Literal["pass", "fail"] = "pass"
+    expected: tuple[str, ...] = ()  # diagnoses that count as caught, for expect="fail"
+    summary: Mapping[str, Any] = field(default_factory=dict)  # the metric summary (see `summarize`)
+
+    @property
+    def failed(self) -> tuple[CheckResult, ...]:
+        return tuple(c for c in self.checks if c.status == "fail")
+
+    @property
+    def status(self) -> Literal["pass", "fail"]:
+        return "fail" if self.failed else "pass"
+
+    @property
+    def diagnosis(self) -> str:
+        """The primary diagnosis: the first failed check's, in check order ("" when it passed)."""
+        return self.failed[0].diagnosis if self.failed else ""
+
+    @property
+    def diagnoses(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(c.diagnosis for c in self.failed))
+
+    @property
+    def caught(self) -> bool:
+        """A known-broken model failed for one of the expected reasons."""
+        return self.status == "fail" and any(d in self.expected for d in self.diagnoses)
+
+    @property
+    def outcome(self) -> str:
+        """PASS, FAIL, CAUGHT (expected failure, right diagnosis), MISDIAGNOSED or ESCAPED."""
+        if self.expect == "pass":
+            return "PASS" if self.status == "pass" else "FAIL"
+        if self.caught:
+            return "CAUGHT"
+        return "MISDIAGNOSED" if self.status == "fail" else "ESCAPED"
+
+    @property
+    def as_expected(self) -> bool:
+        return self.outcome in ("PASS", "CAUGHT")
+
+    def get(self, check_name: str) -> CheckResult:
+        return next(c for c in self.checks if c.check == check_name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The verdict as JSON-ready data (a run folder's verdicts.json, read back by `evalkit.report`).
+
+        >>> from evalkit.gate.manifest import Thresholds
+        >>> from evalkit.gate.runner import verdict
+        >>> v = verdict(Evidence("m", "t", None, "accuracy", error=Failure("load_error", "gone")), Thresholds())
+        >>> d = v.to_dict(); d["outcome"], d["diagnosis"], d["checks"][0]["numbers"]
+        ('FAIL', 'load_error', 'gone')
+        """
+        import json
+
+        checks = [{"check": c.check, "status": c.status, "diagnosis": c.diagnosis, "numbers": c.numbers,
+                   "note": c.note, "message": c.message, "values": dict(c.values)} for c in self.checks]
+        data = {"model": self.model, "task": self.task, "status": self.status, "outcome": self.outcome,
+                "expect": self.expect, "expected": list(self.expected), "diagnosis": self.diagnosis,
+                "diagnoses": list(self.diagnoses), "checks": checks, "summary": dict(self.summary)}
+        return json.loads(json.dumps(data, default=str))  # what JSON cannot hold, as its string
+
+
+def explain(label: str) -> str:
+    """The one-line explanation of a diagnosis: a gate label's, or an `evalkit.core.extract.Diagnosis`'s."""
+    if label in LABELS:
+        return LABELS[label]
+    try:
+        return Diagnosis(label).explain
+    except ValueError:
+        return label

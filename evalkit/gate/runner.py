@@ -1,0 +1,265 @@
+"""The gate's run: load each model once, evaluate each (model, task) once through the engine's cache, keep the
+evidence, and run every check over it -> `Verdict`s and a `GateReport`.
+
+`Gate` serves the pytest plugin and ``evalkit gate`` alike; `run_gate` is its one-call form.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import time
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Literal
+
+from evalkit.core.metrics import PRIMARY_METRIC
+from evalkit.data.tasks import Task, load_task
+from evalkit.errors import DriftError, GateError, ManifestError, ModelLoadError, TaskError
+from evalkit.gate.checks import CHECKS, check
+from evalkit.gate.manifest import Case, Manifest, Thresholds, load
+from evalkit.gate.records import Evidence, Failure, Verdict
+from evalkit.gate.render import GateReport
+from evalkit.gate.summary import golden, summarize
+from evalkit.models.loading import LoadedModel, load_model
+from evalkit.run.cache import Cache
+from evalkit.run.device import resolve_device
+from evalkit.run.drift import DriftResult, drift, teacher_from_generations
+from evalkit.run.engine import TaskResult, evaluate
+from evalkit.run.generation import GenerationConfig
+
+__all__ = ["Gate", "run_gate", "select_cases", "verdict"]
+
+
+def verdict(ev: Evidence, th: Thresholds, *, expect: Literal["pass", "fail"] = "pass",
+            expected: Sequence[str] = ()) -> Verdict:
+    """Every check of one (model, task), with its summary."""
+    checks = tuple(check(name, ev, th) for name in CHECKS)
+    v = Verdict(ev.model, ev.task, checks, expect, tuple(expected))
+    return dataclasses.replace(v, summary=summarize(ev, v))
+
+
+class Gate:
+    """Loads each model once, evaluates each (model, task) once through the engine's cache, and keeps the evidence.
+
+    One broken model never takes the others down: its load or evaluation error becomes its own failed checks.
+    Models are evaluated on every task at first touch and kept in a small LRU (a variant and its parent together,
+    for drift), so memory stays bounded on a zoo of any size.
+
+    log: one line per step, for people. progress: called with (model, task) as each (model, task) is evaluated
+    (or fails to be), for a progress bar; parents outside the reported cases count too.
+    """
+
+    def __init__(self, manifest: Manifest, *, device: str | None = None, limit: int | None = None,
+                 log: Callable[[str], None] | None = None, progress: Callable[[str, str], None] | None = None,
+                 max_loaded: int = 3) -> None:
+        self.manifest = manifest
+        self.device = resolve_device(device or manifest.gate.device)
+        self.limit = limit
+        self.log = log or (lambda _msg: None)
+        self.progress = progress or (lambda _model, _task: None)
+        self.max_loaded = max(2, max_loaded)
+        self.timings: dict[str, float] = collections.defaultdict(float)
+        self._loaded: collections.OrderedDict[str, LoadedModel] = collections.OrderedDict()
+        self._tasks: dict[str, Task | Failure] = {}
+        self._results: dict[tuple[str, str], TaskResult | Failure] = {}  # (model, task) -> result or why not
+        self._drift: dict[tuple[str, str], DriftResult | Failure | None] = {}  # (model, task) -> drift or why not
+        self._model_errors: dict[str, Failure] = {}
+        self._verdicts: dict[tuple[str, str], Verdict] = {}
+        self._cache: Cache | None = None
+        self._started = time.perf_counter()
+
+    # -- public ----------------------------------------------------------------------------------------------------
+
+    def evidence(self, model: str, task: str) -> Evidence:
+        """The evidence for one (model, task), evaluating what is missing."""
+        spec = self.manifest.models[model]
+        self._process(model)
+        metric = self._metric(task)
+        own = self._results.get((model, task))
+        if not isinstance(own, TaskResult):
+            return Evidence(model, task, None, metric, parent_name=spec.parent,
+                            error=own or Failure("evaluation_error", f"{model} was not evaluated on {task}"))
+        if spec.parent is None:
+            return Evidence(model, task, own, metric)
+        theirs = self._results.get((spec.parent, task))
+        if not isinstance(theirs, TaskResult):
+            return Evidence(model, task, own, metric, parent_name=spec.parent,
+                            parent_error=theirs or Failure("", "not evaluated"))
+        d = self._drift.get((model, task))
+        return Evidence(model, task, own, metric, parent_name=spec.parent, parent=theirs,
+                        drift=d if isinstance(d, DriftResult) else None,
+                        drift_error=d if isinstance(d, Failure) else None)
+
+    def verdict(self, model: str, task: str) -> Verdict:
+        """All checks of one (model, task), computed once."""
+        if (model, task) not in self._verdicts:
+            spec = self.manifest.models[model]
+            self._verdicts[(model, task)] = verdict(self.evidence(model, task), self.manifest.thresholds(model, task),
+                                                    expect=spec.expect, expected=spec.diagnosis)
+        return self._verdicts[(model, task)]
+
+    def golden(self, model: str, task: str) -> dict[str, str]:
+        ev = self.evidence(model, task)
+        if ev.result is None:
+            raise GateError(f"{model} on {task}: no responses to snapshot ({ev.error})")
+        return golden(ev.result, self.manifest.gate.golden)
+
+    def report(self, cases: Iterable[Case] | None = None) -> GateReport:
+        """Verdicts for `cases` (default: every case of the manifest), computing what is missing."""
+        started = time.perf_counter()
+        verdicts = tuple(self.verdict(c.model, c.task) for c in (cases or self.manifest.cases()))
+        self.timings["total"] += time.perf_counter() - started
+        return GateReport(verdicts, dict(self.timings), self.device)
+
+    def computed(self) -> GateReport:
+        """The verdicts computed so far (a pytest session's share), in manifest order."""
+        done = [self._verdicts[(c.model, c.task)] for c in self.manifest.cases() if (c.model, c.task) in self._verdicts]
+        return GateReport(tuple(done), {**self.timings, "total": time.perf_counter() - self._started}, self.device)
+
+    # -- evaluation --------------------------------------------------------------------------------------------------
+
+    def _metric(self, task: str) -> str:
+        entry = self.manifest.tasks[task]
+        if entry.metric:
+            return entry.metric
+        t = self._task(task)
+        return PRIMARY_METRIC[t.family] if isinstance(t, Task) else "accuracy"
+
+    def _task(self, name: str) -> Task | Failure:
+        if name not in self._tasks:
+            entry = self.manifest.tasks[name]
+            limit = self.limit if self.limit is not None else entry.limit_for(self.device)
+            try:
+                self._tasks[name] = load_task(name, entry.source, limit=limit, seed=self.manifest.gate.seed)
+            except TaskError as err:
+                self._tasks[name] = Failure("evaluation_error", f"task {name}: {err}")
+        return self._tasks[name]
+
+    def _config(self) -> GenerationConfig:
+        g = self.manifest.gate
+        return GenerationConfig(max_new_tokens=g.max_new_tokens, batch_size=g.batch_size_for(self.device),
+                                enable_thinking=g.enable_thinking, decoder=g.decoder)
+
+    def _tasks_of(self, model: str) -> tuple[str, ...]:
+        return self.manifest.models[model].tasks or tuple(self.manifest.tasks)
+
+    def _process(self, model: str) -> None:
+        """Evaluate `model` on all its tasks (and drift against its parent) unless done already."""
+        if model in self._model_errors or all((model, t) in self._results for t in self._tasks_of(model)):
+            return
+        spec = self.manifest.models[model]
+        if spec.parent is not None:
+            self._process(spec.parent)
+        loaded = self._load(model)
+        for t in self._tasks_of(model):
+            result = self._model_errors[model] if loaded is None else self._evaluate(model, loaded, t)
+            self._results[(model, t)] = result
+            self.progress(model, t)
+        if loaded is not None and spec.parent is not None and spec.parent not in self._model_errors:
+            parent = self._load(spec.parent)
+            for t in self._tasks_of(model):
+                self._drift[(model, t)] = self._compute_drift(loaded, parent, spec.parent, t)
+
+    def _load(self, model: str) -> LoadedModel | None:
+        if model in self._model_errors:
+            return None
+        if model in self._loaded:
+            self._loaded.move_to_end(model)
+            return self._loaded[model]
+        started = time.perf_counter()
+        spec = self.manifest.models[model]
+        try:
+            try:
+                path = self._path(model)
+                loaded = load_model(path, device=self.device, dtype=spec.dtype or self.manifest.gate.dtype,
+                                    base=spec.base)
+            except ModelLoadError as err:
+                self._model_errors[model] = Failure("load_error", str(err))
+                return None
+        except Exception as err:  # noqa: BLE001 - one broken model must not take down the others
+            self._model_errors[model] = Failure("load_error", f"{type(err).__name__}: {err}")
+            return None
+        finally:
+            self.timings["load"] += time.perf_counter() - started
+        self.log(f"loaded {model} ({loaded.format}) in {time.perf_counter() - started:.1f}s")
+        self._loaded[model] = loaded
+        while len(self._loaded) > self.max_loaded:
+            self._loaded.popitem(last=False)
+        return loaded
+
+    def _path(self, model: str) -> Path:
+        spec = self.manifest.models[model]
+        name = spec.zoo_name
+        if name is None:
+            return Path(spec.path)
+        from evalkit.zoo.build import build
+
+        return build(only=[name], log=self.log)[name]
+
+    def _evaluate(self, model: str, loaded: LoadedModel, task: str) -> TaskResult | Failure:
+        t = self._task(task)
+        if isinstance(t, Failure):
+            return t
+        if self._cache is None:
+            self._cache = Cache(self.manifest.gate.cache)
+        started = time.perf_counter()
+        try:
+            result = evaluate(loaded, t, self._config(), cache=self._cache)
+        except Exception as err:  # noqa: BLE001
+            return Failure("evaluation_error", f"{type(err).__name__}: {err}", where=_where(err))
+        finally:
+            self.timings["generate"] += time.perf_counter() - started
+        self.log(f"evaluated {model} on {task}: {len(result.records)} items "
+                 f"({'cache' if result.cache_hit else f'{result.run.seconds:.1f}s'})")
+        return result
+
+    def _compute_drift(self, loaded: LoadedModel, parent: LoadedModel | None, parent_name: str, task: str
+                       ) -> DriftResult | Failure | None:
+        theirs = self._results.get((parent_name, task))
+        if parent is None or not isinstance(theirs, TaskResult):
+            return None
+        started = time.perf_counter()
+        try:
+            seqs = teacher_from_generations(parent.tokenizer, theirs.run.generations[: self.manifest.gate.drift_limit],
+                                            plain=theirs.prompt_mode == "plain")
+            return drift(loaded, parent, seqs)
+        except DriftError as err:
+            return Failure("drift_error", str(err))
+        except Exception as err:  # noqa: BLE001
+            return Failure("drift_error", f"{type(err).__name__}: {err}", where=_where(err))
+        finally:
+            self.timings["drift"] += time.perf_counter() - started
+
+
+def _where(err: BaseException) -> str:
+    tb = traceback.extract_tb(err.__traceback__)
+    return f"at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else "no traceback"
+
+
+
+
+def run_gate(manifest: Manifest | str | Path, *, device: str | None = None, limit: int | None = None,
+             models: Sequence[str] | None = None, log: Callable[[str], None] | None = None) -> GateReport:
+    """Run the gate over a manifest and return its report (``report.summary()`` prints it; ``report.exit_code``).
+
+    models: only these models (their parents are evaluated as needed, but not reported).
+    """
+    m = manifest if isinstance(manifest, Manifest) else load(manifest)
+    return Gate(m, device=device, limit=limit, log=log).report(select_cases(m, models))
+
+
+def select_cases(manifest: Manifest, models: Sequence[str] | None = None) -> list[Case]:
+    """The manifest's cases, or only those of `models`; an unknown name is a `ManifestError` naming the known ones.
+
+    >>> from evalkit.gate.manifest import loads
+    >>> m = loads("[tasks.t]\\n[models.p]\\npath='p'\\n[models.v]\\npath='v'\\nparent='p'\\n")
+    >>> [c.id for c in select_cases(m, ["v"])]
+    ['v-t']
+    """
+    unknown = sorted(set(models or ()) - set(manifest.models))
+    if unknown:
+        raise ManifestError(f"unknown model(s) {unknown}; the manifest {manifest.source} has "
+                            f"{', '.join(manifest.models)}")
+    return [c for c in manifest.cases() if not models or c.model in models]

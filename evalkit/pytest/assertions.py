@@ -1,0 +1,77 @@
+"""The assertion glue of the gate's tests: `require` (skip, pass, fail with the message, or xfail a known-broken
+model) and `GateCase`, one (model, task) of a running gate as a test sees it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pytest
+
+from evalkit.gate.checks import error_result
+from evalkit.gate.manifest import Case
+from evalkit.gate.records import CheckResult
+from evalkit.gate.runner import Gate
+
+__all__ = ["GateCase", "require"]
+
+
+def require(result: CheckResult, *, expect: Literal["pass", "fail"] = "pass") -> None:
+    """The assertion core of every gate test: skip, pass, fail with the message, or xfail a known-broken model."""
+    __tracebackhide__ = True
+    if result.status == "skip":
+        pytest.skip(f"{result.check}: {result.numbers}")  # model and task are in the test id; same reasons group
+    if result.status == "fail":
+        if expect == "fail":  # one line: the -ra summary lists every catch
+            pytest.xfail(f"known-broken model caught: {result.message.splitlines()[0]}")
+        pytest.fail(result.message, pytrace=False)
+
+
+
+
+@dataclass(frozen=True, slots=True)
+class GateCase:
+    """One (model, task) of a running gate, as a test sees it: checks to require, summaries to snapshot."""
+
+    gate: Gate
+    case: Case
+
+    def check(self, name: str) -> CheckResult:
+        return self.gate.verdict(self.case.model, self.case.task).get(name)
+
+    def require(self, name: str) -> None:
+        """Assert one check (a known-broken model's failure is an xfail: the gate caught it)."""
+        __tracebackhide__ = True
+        require(self.check(name), expect=self.case.expect)
+
+    def require_caught(self) -> None:
+        """Assert that a known-broken model fails, and for one of its expected diagnoses."""
+        __tracebackhide__ = True
+        v = self.gate.verdict(self.case.model, self.case.task)
+        if v.caught:
+            return
+        expected = " or ".join(v.expected)
+        if v.status == "pass":
+            pytest.fail(f"{v.model} on {v.task}: known-broken model ESCAPED the gate: every check passed, but it "
+                        f"should fail as {expected}.\n" + "\n".join(c.message for c in v.checks), pytrace=False)
+        pytest.fail(f"{v.model} on {v.task}: known-broken model caught for the wrong reason: it fails as "
+                    f"{', '.join(v.diagnoses)}, expected {expected}.\n" + "\n".join(c.message for c in v.failed),
+                    pytrace=False)
+
+    def summary(self) -> dict[str, Any]:
+        """The metric summary that the snapshot keeps."""
+        __tracebackhide__ = True
+        self._require_evaluated()
+        return dict(self.gate.verdict(self.case.model, self.case.task).summary)
+
+    def golden(self) -> dict[str, str]:
+        """The golden greedy responses that the snapshot keeps."""
+        __tracebackhide__ = True
+        self._require_evaluated()
+        return self.gate.golden(self.case.model, self.case.task)
+
+    def _require_evaluated(self) -> None:
+        __tracebackhide__ = True
+        ev = self.gate.evidence(self.case.model, self.case.task)
+        if ev.error is not None:
+            require(error_result("evaluation", ev), expect=self.case.expect)

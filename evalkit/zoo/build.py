@@ -1,0 +1,128 @@
+"""Building the zoo's quantized and known-broken variants into a cache (deterministic, skipped when up to date).
+
+Parents are committed under `fixtures/zoo/`; variants are built by `build` because committing them would not fit
+the repository's size budget.
+
+    python -m evalkit.zoo [--only NAME ...] [--zoo fixtures/zoo] [--cache .evalkit/zoo]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+
+from evalkit.core.lineage import with_ancestors
+from evalkit.errors import ZooError
+from evalkit.zoo.breakages import BREAKAGES
+from evalkit.zoo.variants import PARENTS, QLORA, VARIANTS, Variant, default_cache_dir, default_zoo_dir, source_of, variant
+
+__all__ = ["BUILD_SCHEME", "CALIBRATION_SEED", "N_CALIBRATION", "build"]
+
+N_CALIBRATION = 64
+"""Calibration items per variant (16 per family): enough for 4-bit GPTQ/AWQ on the zoo, small enough for CI."""
+CALIBRATION_SEED = 0
+BUILD_SCHEME = 2
+"""Bump when a variant's construction changes, so every cached build is redone."""
+
+
+def build(zoo_dir: str | os.PathLike[str] | None = None, cache_dir: str | os.PathLike[str] | None = None, *,
+          only: Iterable[str] | None = None, device: str = "cpu", n_calibration: int = N_CALIBRATION,
+          log: Callable[[str], None] | None = None) -> dict[str, Path]:
+    """Build every quantized and broken variant (or `only` those, plus what they are built from) into cache_dir.
+
+    Idempotent: a variant whose folder records the same build key (source fingerprint, recipe, breakage, library
+    versions, calibration) is skipped. Safe under pytest-xdist: builds take a lock on the cache folder.
+    Returns name -> folder for every model requested, committed parents included.
+    """
+    from filelock import FileLock
+
+    zoo = Path(zoo_dir) if zoo_dir is not None else default_zoo_dir()
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    names = list(VARIANTS) if only is None else [variant(n).name for n in only]
+    missing = [p for p in PARENTS + (QLORA,) if not (zoo / p).is_dir()]
+    needed = [p for p in missing if p in _closure(names)]
+    if needed:
+        raise ZooError(f"zoo parents missing under {zoo}: {needed}; they are committed under fixtures/zoo"
+                       " (train them with scripts/train_zoo.py) or point EVALKIT_ZOO_DIR at them.")
+    cache.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    with FileLock(str(cache / ".build.lock")):
+        for name in _closure(names):
+            v = VARIANTS.get(name)
+            if v.kind in ("parent", "qlora"):
+                paths[name] = zoo / name
+                continue
+            out, source = cache / name, paths[_source(v)]
+            key = _build_key(v, source, n_calibration)
+            if _up_to_date(out, key):
+                paths[name] = out
+                continue
+            started = time.perf_counter()
+            _make(v, source, out, key, device=device, n_calibration=n_calibration)
+            paths[name] = out
+            if log:
+                log(f"built {name} in {time.perf_counter() - started:.1f}s")
+    return {name: paths[name] for name in names}
+
+
+def _source(v: Variant) -> str:
+    if v.source is None:
+        raise ZooError(f"zoo model {v.name!r} is built but names no source to build it from")
+    return v.source
+
+
+def _closure(names: Sequence[str]) -> list[str]:
+    """`names` and everything they are built from, sources first, in VARIANTS order."""
+    wanted = set(with_ancestors(names, source_of))
+    return [n for n in VARIANTS if n in wanted]
+
+
+def _build_key(v: Variant, source: Path, n_calibration: int) -> str:
+    from evalkit.models.fingerprint import fingerprint
+    from evalkit.models.quantization import provenance_versions
+
+    spec = {"scheme": BUILD_SCHEME, "source": fingerprint(source), "recipe": v.recipe, "breakage": v.breakage,
+            "calibration": [n_calibration, CALIBRATION_SEED], "versions": provenance_versions()}
+    if v.breakage:
+        spec["breakage_params"] = dict(BREAKAGES.get(v.breakage).params)
+    return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
+
+
+def _up_to_date(out: Path, key: str) -> bool:
+    try:
+        return json.loads((out / "provenance.json").read_text())["build_key"] == key
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _make(v: Variant, source: Path, out: Path, key: str, *, device: str, n_calibration: int) -> None:
+    from evalkit.models.quantization import quantize
+
+    if v.recipe is not None:
+        quantize(source, v.recipe, out, n_calibration=n_calibration, seed=CALIBRATION_SEED, device=device)
+        _stamp(out, key, v)
+        return
+    from evalkit.models.quantization import atomic_folder, deterministic
+
+    breakage = BREAKAGES.get(str(v.breakage))  # a built variant without a recipe is a breakage
+    with atomic_folder(out) as staging:
+        shutil.copytree(source, staging, dirs_exist_ok=True)
+        with deterministic(CALIBRATION_SEED):
+            detail = breakage.apply(staging)
+        _stamp(staging, key, v, breakage_detail=detail)
+
+
+def _stamp(folder: Path, key: str, v: Variant, breakage_detail: str | None = None) -> None:
+    """Add the zoo's record to the folder's provenance.json (which the fingerprint ignores)."""
+    file = folder / "provenance.json"
+    record = json.loads(file.read_text()) if file.exists() else {}
+    record["zoo"] = {"name": v.name, "kind": v.kind, "parent": v.parent, "source": v.source}
+    if v.breakage:
+        record["zoo"].update(breakage=v.breakage, breakage_detail=breakage_detail, expected_failure=v.expected)
+    record["build_key"] = key
+    file.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
