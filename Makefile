@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE ?= 1
 export HF_DATASETS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup gate test
+.PHONY: setup gate test typecheck
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -22,6 +22,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 gate: setup
 	$(BIN)/evalkit gate $(ARGS)
 
-# The project's tests: unit tests, plugin tests and the gate's model tests on the zoo.
-test: setup
+# The type check (mypy, configured in pyproject.toml: strict on evalkit.core); `make test` runs it first.
+typecheck: setup
+	$(BIN)/python -m mypy
+
+# The project's tests: unit tests, plugin tests and the gate's model tests on the zoo, after the type check.
+test: typecheck
 	$(BIN)/pytest -n auto $(ARGS)
