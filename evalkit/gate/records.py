@@ -80,6 +80,7 @@ class Evidence:
     error: Failure | None = None  # the model could not be loaded or evaluated
     parent_error: Failure | None = None
     drift_error: Failure | None = None
+    identity: Mapping[str, str] = field(default_factory=dict)  # what the checkpoint is (`Gate.identity`)
 
 
 @dataclass(frozen=True, slots=True)

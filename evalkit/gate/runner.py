@@ -67,6 +67,7 @@ class Gate:
         self._drift: dict[tuple[str, str], DriftResult | Failure | None] = {}  # (model, task) -> drift or why not
         self._model_errors: dict[str, Failure] = {}
         self._verdicts: dict[tuple[str, str], Verdict] = {}
+        self._identities: dict[str, dict[str, str]] = {}
         self._cache: Cache | None = None
         self._started = time.perf_counter()
 
@@ -81,16 +82,33 @@ class Gate:
         if not isinstance(own, TaskResult):
             return Evidence(model, task, None, metric, parent_name=spec.parent,
                             error=own or Failure("evaluation_error", f"{model} was not evaluated on {task}"))
+        identity = self.identity(model, own)
         if spec.parent is None:
-            return Evidence(model, task, own, metric)
+            return Evidence(model, task, own, metric, identity=identity)
         theirs = self._results.get((spec.parent, task))
         if not isinstance(theirs, TaskResult):
             return Evidence(model, task, own, metric, parent_name=spec.parent,
-                            parent_error=theirs or Failure("", "not evaluated"))
+                            parent_error=theirs or Failure("", "not evaluated"), identity=identity)
         d = self._drift.get((model, task))
         return Evidence(model, task, own, metric, parent_name=spec.parent, parent=theirs,
                         drift=d if isinstance(d, DriftResult) else None,
-                        drift_error=d if isinstance(d, Failure) else None)
+                        drift_error=d if isinstance(d, Failure) else None, identity=identity)
+
+    def identity(self, model: str, result: TaskResult) -> dict[str, str]:
+        """What a snapshot records of an evaluated checkpoint, so that a swapped one always shows in review: its
+        content fingerprint; for a zoo variant built on this machine, the key of its build instead (committed
+        parent, recipe, breakage, library versions), since GPTQ and AWQ bytes differ between CPU kinds while the
+        build is the same."""
+        if model not in self._identities:
+            build = None
+            if self.manifest.models[model].zoo_name is not None:
+                from evalkit.zoo.build import recorded_build_key
+
+                build = recorded_build_key(self._path(model))
+            fingerprint = str(result.model.get("fingerprint") or "")
+            self._identities[model] = ({"zoo_build": build[:16]} if build else
+                                       {"fingerprint": fingerprint[:16]} if fingerprint else {})
+        return self._identities[model]
 
     def verdict(self, model: str, task: str) -> Verdict:
         """All checks of one (model, task), computed once."""

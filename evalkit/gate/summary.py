@@ -1,4 +1,4 @@
-"""The metric summary of one (model, task) and its golden responses: what the snapshots keep and reports print."""
+"""The metric summary of one (model, task) and its golden responses: what reports print and snapshots keep a part of."""
 
 from __future__ import annotations
 
@@ -23,12 +23,16 @@ def _sig(x: Any) -> Any:
 
 
 def summarize(ev: Evidence, v: Verdict) -> dict[str, Any]:
-    """The metric summary of one (model, task): what the snapshot keeps and the report prints."""
+    """The metric summary of one (model, task): what the report prints and the snapshot keeps a part of
+    (`evalkit.gate.expectations.summary_document`)."""
     # Speed is left out: its timings (and whether a run was long enough to time) change from run to run.
     out: dict[str, Any] = {"verdict": {c.check: c.status for c in v.checks if c.check not in UNSTABLE_CHECKS},
-                           "diagnosis": v.diagnosis, "metric": ev.metric}
+                           "diagnosis": v.diagnosis, "metric": ev.metric, "outcome": v.outcome}
+    if ev.identity:
+        out["model"] = dict(ev.identity)
     if ev.error is not None or ev.result is None:
-        out["error"] = str(ev.error)
+        # the diagnosis only: its detail names paths of this machine
+        out["error"] = ev.error.diagnosis if ev.error is not None else "evaluation_error"
         return out
     r = ev.result
     out |= {

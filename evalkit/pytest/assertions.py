@@ -59,16 +59,28 @@ class GateCase:
                     pytrace=False)
 
     def summary(self) -> dict[str, Any]:
-        """The metric summary that the snapshot keeps."""
+        """The metric summary that the snapshot keeps (`evalkit.gate.expectations.summary_document`)."""
         __tracebackhide__ = True
-        self._require_evaluated()
-        return dict(self.gate.verdict(self.case.model, self.case.task).summary)
+        from evalkit.gate.expectations import summary_document
 
-    def golden(self) -> dict[str, str]:
-        """The golden greedy responses that the snapshot keeps."""
-        __tracebackhide__ = True
         self._require_evaluated()
-        return self.gate.golden(self.case.model, self.case.task)
+        summary = self.gate.verdict(self.case.model, self.case.task).summary
+        return summary_document(summary, **self._where())
+
+    def golden(self) -> dict[str, Any]:
+        """The golden greedy responses that the snapshot keeps (`evalkit.gate.expectations.golden_document`)."""
+        __tracebackhide__ = True
+        from evalkit.gate.expectations import golden_document
+
+        self._require_evaluated()
+        return golden_document(self.gate.golden(self.case.model, self.case.task), **self._where())
+
+    def _where(self) -> dict[str, Any]:
+        """Flavour and platform of this run; a known-broken model's replies are not reproducible across platforms."""
+        from evalkit.run.platform import flavour, platform_key
+
+        return {"flavour": flavour(self.gate.device), "platform": platform_key(self.gate.device),
+                "reproducible": self.case.expect == "pass"}
 
     def _require_evaluated(self) -> None:
         __tracebackhide__ = True

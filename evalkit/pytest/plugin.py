@@ -205,18 +205,18 @@ def broken_case(request: pytest.FixtureRequest, gate_runs: dict, gate_manifest: 
 
 @pytest.fixture
 def metric_snapshot(snapshot: Any) -> Any:
-    """syrupy's snapshot, storing metric summaries with numeric tolerance (counts exact)."""
-    from evalkit.pytest.snapshots import MetricSummaryExtension
+    """syrupy's snapshot, storing metric summaries with tolerances grounded in what each field means."""
+    from evalkit.pytest.snapshots import MetricSummaryExtension, for_session
 
-    return snapshot.use_extension(MetricSummaryExtension)
+    return snapshot.use_extension(for_session(MetricSummaryExtension, bool(snapshot.update_snapshots)))
 
 
 @pytest.fixture
 def golden_snapshot(snapshot: Any) -> Any:
-    """syrupy's snapshot, storing golden greedy responses byte for byte."""
-    from evalkit.pytest.snapshots import GoldenResponsesExtension
+    """syrupy's snapshot, storing golden greedy responses byte for byte (per platform for known-broken models)."""
+    from evalkit.pytest.snapshots import GoldenResponsesExtension, for_session
 
-    return snapshot.use_extension(GoldenResponsesExtension)
+    return snapshot.use_extension(for_session(GoldenResponsesExtension, bool(snapshot.update_snapshots)))
 
 
 # ---------------------------------------------------------------------------------------------------- reporting

@@ -21,7 +21,7 @@ from evalkit.errors import ZooError
 from evalkit.zoo.breakages import BREAKAGES
 from evalkit.zoo.variants import PARENTS, QLORA, VARIANTS, Variant, default_cache_dir, default_zoo_dir, source_of, variant
 
-__all__ = ["BUILD_SCHEME", "CALIBRATION_SEED", "N_CALIBRATION", "build"]
+__all__ = ["BUILD_SCHEME", "CALIBRATION_SEED", "N_CALIBRATION", "build", "recorded_build_key"]
 
 N_CALIBRATION = 64
 """Calibration items per variant (16 per family): enough for 4-bit GPTQ/AWQ on the zoo, small enough for CI."""
@@ -86,18 +86,28 @@ def _build_key(v: Variant, source: Path, n_calibration: int) -> str:
     from evalkit.models.fingerprint import fingerprint
     from evalkit.models.quantization import provenance_versions
 
-    spec = {"scheme": BUILD_SCHEME, "source": fingerprint(source), "recipe": v.recipe, "breakage": v.breakage,
+    # A built source is named by its own build key, not its bytes: GPTQ and AWQ bytes differ between CPU kinds, and
+    # the key must say what a variant is made of (committed files, recipes, versions) wherever it was built.
+    built = v.source is not None and source_of(v.source) is not None
+    origin = recorded_build_key(source) if built else fingerprint(source)
+    spec = {"scheme": BUILD_SCHEME, "source": origin, "recipe": v.recipe, "breakage": v.breakage,
             "calibration": [n_calibration, CALIBRATION_SEED], "versions": provenance_versions()}
     if v.breakage:
         spec["breakage_params"] = dict(BREAKAGES.get(v.breakage).params)
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()
 
 
-def _up_to_date(out: Path, key: str) -> bool:
+def recorded_build_key(folder: str | os.PathLike[str]) -> str | None:
+    """The build key a zoo variant's folder records (None for a committed parent or any other folder)."""
     try:
-        return json.loads((out / "provenance.json").read_text())["build_key"] == key
+        key = json.loads((Path(folder) / "provenance.json").read_text())["build_key"]
     except (OSError, ValueError, KeyError, TypeError):
-        return False
+        return None
+    return key if isinstance(key, str) else None
+
+
+def _up_to_date(out: Path, key: str) -> bool:
+    return recorded_build_key(out) == key
 
 
 def _make(v: Variant, source: Path, out: Path, key: str, *, device: str, n_calibration: int) -> None:

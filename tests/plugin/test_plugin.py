@@ -225,7 +225,7 @@ def test_gate_limit_snapshots_and_byte_identical_reruns(gate_dir: pytest.Pyteste
     common = (*PLUGINS, "--zoo", "real.toml", "--gate-device", "cpu", "--gate-limit", "3", "-v")
     first = gate_dir.runpytest_subprocess(*common, "--snapshot-update", "-k", "not golden or base")
     stored = (gate_dir.path / "__snapshots__" / "test_gate_copy.ambr").read_text()
-    assert '"n": 3' in stored and "test_golden_responses[cpu-base-zoo_yes_no]" in stored
+    assert '"n": 3' in stored and "test_golden_responses[base-zoo_yes_no]" in stored  # one entry, all flavours
     assert stored.count('"zoo_yes_no/') == 2  # golden = 2 responses
     with_ghost = _outcomes_by_id(first)
     assert with_ghost["test_compliance[cpu-ghost-zoo_yes_no]"] == "FAILED"
@@ -257,3 +257,36 @@ def test_doc_recipe_manifest_for_other_checkpoints(gate_dir: pytest.Pytester, tm
                                            "-k", "compliance", "-v")
     assert _outcomes_by_id(result).get("test_compliance[cpu-mine-zoo_yes_no]") in ("PASSED", "FAILED")
     result.stdout.fnmatch_lines(["*mine*zoo_yes_no*"])
+
+
+@pytest.mark.slow
+def test_a_swapped_checkpoint_fails_the_committed_snapshot(gate_dir: pytest.Pytester) -> None:
+    """The zoo's own snapshot entry for base_gptq_w4g64 on yes/no, checked against a manifest whose entry of that name
+    points at another checkpoint (the AWQ build): every count and metric stays within tolerance (both variants answer
+    like their parent), and the snapshot still fails, on the model's identity."""
+    _zoo_or_skip()
+    manifest = textwrap.dedent("""
+        [gate]
+        max_new_tokens = 96
+        drift_limit = 16
+        [tasks.zoo_yes_no]
+        limit = 48
+        [tasks.zoo_yes_no.thresholds]
+        min_metric = 0.70
+        [models.base]
+        path = "zoo:base"
+        [models.base_gptq_w4g64]
+        path = "zoo:base_awq_w4g128"
+        parent = "base"
+    """)
+    gate_dir.makefile(".toml", swapped=manifest)
+    snapshots = gate_dir.path / "__snapshots__"
+    snapshots.mkdir()
+    committed = (REPO / "tests" / "gate" / "__snapshots__" / "test_zoo_gate.ambr").read_text()
+    (snapshots / "test_gate_copy.ambr").write_text(committed)
+    result = gate_dir.runpytest_subprocess(*PLUGINS, "--zoo", "swapped.toml", "--gate-device", "cpu", "-v",
+                                           "-k", "metric_summary and base_gptq_w4g64", "--snapshot-warn-unused")
+    outcomes = _outcomes_by_id(result)
+    assert outcomes == {"test_metric_summary[cpu-base_gptq_w4g64-zoo_yes_no]": "FAILED"}, outcomes
+    result.stdout.fnmatch_lines(["*1 difference(s) beyond what this snapshot tolerates:*",
+                                 "*cpu: model.zoo_build: stored '*', received '*'*"])

@@ -42,9 +42,13 @@ class HFBackend:
         self._static: StaticDecoder | None = None
 
     def describe(self) -> dict[str, str]:
+        """What decides this backend's numbers (part of the cache key): a cache filled on another platform, e.g.
+        another oneDNN ISA, would hand back that platform's replies (`evalkit.run.platform`)."""
+        from evalkit.run.platform import platform_key
+
         param = next(self.model.parameters())
         return {"backend": "transformers", "device": str(param.device.type),
-                "dtype": str(param.dtype).removeprefix("torch.")}
+                "dtype": str(param.dtype).removeprefix("torch."), "platform": platform_key(str(param.device))}
 
     def render(self, items: Sequence[Item], config: GenerationConfig) -> list[Prompt]:
         return render_prompts(self.tokenizer, items, config)
