@@ -9,7 +9,7 @@ True
 
 from __future__ import annotations
 
-__all__ = ["CLIError", "CycleError", "DriftError", "EvalkitError", "GateError", "ManifestError", "ModelLoadError",
+__all__ = ["CLIError", "ConfigError", "CycleError", "DriftError", "EvalkitError", "GateError", "ManifestError", "ModelLoadError",
            "QuantizationError", "RunError", "TaskError", "UnknownNameError", "ZooError"]
 
 
@@ -59,6 +59,10 @@ class GateError(EvalkitError, ValueError):
 
 class RunError(EvalkitError, ValueError):
     """A run folder that cannot be read or written; the message names the file and the fix."""
+
+
+class ConfigError(EvalkitError, ValueError):
+    """A setting that cannot be used here: a device without its hardware, a dtype that is not a float dtype."""
 
 
 class CLIError(EvalkitError):

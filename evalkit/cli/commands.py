@@ -5,29 +5,32 @@ a zoo variant brings its parent chain."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from evalkit import zoo
 from evalkit.core.lineage import with_ancestors
 from evalkit.data.tasks import load_task
-from evalkit.errors import CLIError
+from evalkit.errors import CLIError, EvalkitError
 from evalkit.gate.manifest import (DEFAULT_MANIFEST, ZOO_SCHEME, Case, GateSettings, Manifest, ModelSpec, TaskEntry,
                                    load)
+from evalkit.gate.preflight import check_manifest, check_model_name, check_run, check_tasks
 from evalkit.gate.render import GateReport
 from evalkit.gate.runner import Gate, select_cases
 from evalkit.models.description import describe
-from evalkit.models.loading import detect_format, load_model
+from evalkit.models.loading import check_dtype, detect_format, load_model, resolve_adapter_base
 from evalkit.models.recipes import RECIPES
+from evalkit.report.runfolder import check_target
 from evalkit.report.rundir import load_run
 from evalkit.report.text import render_compare, render_debug
-from evalkit.report.writer import write_reports, write_run
+from evalkit.report.writer import RunRecorder, write_reports
 from evalkit.run.cache import Cache
-from evalkit.run.device import resolve_device
+from evalkit.run.device import check_device, resolve_device
 from evalkit.run.engine import evaluate
 from evalkit.run.generation import GenerationConfig, eos_token_ids
 
@@ -48,6 +51,10 @@ def parse_models(specs: Sequence[str], parents: Sequence[str] = (), *, with_zoo_
     refs: dict[str, ModelSpec] = {}
 
     def add(ref: ModelSpec) -> None:
+        try:
+            check_model_name(ref.name, "model name")
+        except EvalkitError as err:
+            raise CLIError(f"{err}; name it with NAME=FOLDER") from None
         if ref.name in refs and refs[ref.name] != ref:
             raise CLIError(f"model name {ref.name!r} is used twice; name them apart with NAME=FOLDER")
         refs[ref.name] = ref
@@ -83,6 +90,8 @@ def _resolve_paths(refs: Sequence[ModelSpec], log: Callable[[str], None]) -> dic
     for r in refs:
         path = built[r.zoo_name] if r.zoo_name else Path(r.path)
         detect_format(path)  # raises ModelLoadError naming the folder and the fix
+        if (path / "adapter_config.json").exists():
+            resolve_adapter_base(path)  # an adapter whose base is not on disk: now, not after the other models
         paths[r.name] = path
     return paths
 
@@ -107,12 +116,19 @@ def _check_tasks(tasks: Sequence[str], args: argparse.Namespace) -> None:
         load_task(t, args.data, limit=args.limit, seed=args.seed)
 
 
-def _run_gate(manifest: Manifest, cases: Sequence[Case], *, device: str | None, limit: int | None, quiet: bool
-              ) -> tuple[Gate, GateReport]:
-    """Evaluate every case through `evalkit.gate.runner.Gate` with a progress bar; returns (gate, report)."""
+def _check_generation(args: argparse.Namespace) -> str:
+    """The device and dtype of the command line, checked before anything loads; returns the device."""
+    check_dtype(args.dtype)
+    return check_device(args.device)
+
+
+@contextlib.contextmanager
+def _progress(total: int, quiet: bool) -> Iterator[tuple[Callable[[str], None], Callable[[str, str], None]]]:
+    """A progress bar over `total` (model, task) evaluations on a terminal, else one line per step; yields the
+    (log, progress) callbacks of `evalkit.gate.runner.Gate`."""
     from tqdm import tqdm
 
-    bar = tqdm(total=len({(c.model, c.task) for c in cases}), unit="eval", desc="evaluating", file=sys.stderr,
+    bar = tqdm(total=total, unit="eval", desc="evaluating", file=sys.stderr,
                disable=True if quiet else not sys.stderr.isatty(), dynamic_ncols=True)
 
     def log(message: str) -> None:  # not a terminal (CI logs): one line per step instead of a bar
@@ -123,26 +139,47 @@ def _run_gate(manifest: Manifest, cases: Sequence[Case], *, device: str | None, 
         bar.update(1)
         bar.set_postfix_str(f"{model} on {task}", refresh=True)
 
-    gate = Gate(manifest, device=device, limit=limit, log=log, progress=progress)
     try:
-        report = gate.report(cases)
+        yield log, progress
     finally:
         bar.close()
-    return gate, report
+
+
+def _run_gate(manifest: Manifest, cases: Sequence[Case], *, device: str | None, limit: int | None, quiet: bool,
+              out: Path | None, record: Callable[[Gate, Path], RunRecorder]) -> tuple[GateReport, list[str]]:
+    """Evaluate every case through `evalkit.gate.runner.Gate`, writing the run folder `out` as it goes (None: no
+    folder); returns (report, errors met)."""
+    with _progress(len({(c.model, c.task) for c in cases}), quiet) as (log, progress):
+        gate = Gate(manifest, device=device, limit=limit, log=log, progress=progress)
+        if out is None:
+            return gate.report(cases), []
+        try:
+            with record(gate, out) as recorder:
+                report = gate.report(cases)
+                return report, recorder.finish(report)
+        except KeyboardInterrupt:
+            print(f"{out}/ keeps the results finished so far and says the run is incomplete; evalkit report {out} "
+                  "reads it", file=sys.stderr)
+            raise
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     tasks = _split(args.task)
     refs = parse_models(args.models, args.parent)
+    _check_generation(args)
     _check_tasks(tasks, args)
+    out = Path(args.out or f"runs/eval-{time.strftime('%Y%m%d-%H%M%S')}")
+    check_target(out)  # before any model is built or loaded
     log = _logger(args.quiet)
     paths = _resolve_paths(refs, log)
     described = {r.name: describe(r, paths[r.name]) for r in refs}
-    out = Path(args.out or f"runs/eval-{time.strftime('%Y%m%d-%H%M%S')}")
     manifest = _manifest(refs, paths, tasks, args, "evalkit eval (command line)")
+    check_manifest(manifest)
     started = time.perf_counter()
-    gate, report = _run_gate(manifest, manifest.cases(), device=None, limit=args.limit, quiet=args.quiet)
-    errors = write_run(out, gate, report, described, name=args.name, argv=args.argv)
+    cases = manifest.cases()
+    report, errors = _run_gate(manifest, cases, device=None, limit=args.limit, quiet=args.quiet, out=out,
+                               record=lambda gate, folder: RunRecorder(folder, gate, described.__getitem__,
+                                                                       name=args.name, argv=args.argv, cases=cases))
     if not args.quiet:
         print(report.summary())
     print(f"wrote {out}/ ({len(report.verdicts)} model x task results in {time.perf_counter() - started:.1f}s); "
@@ -154,16 +191,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_gate(args: argparse.Namespace) -> int:
     m = load(Path(args.zoo) if args.zoo else DEFAULT_MANIFEST)
+    device = check_run(m, args.device)
     cases = select_cases(m, args.model)
-    gate, report = _run_gate(m, cases, device=args.device, limit=args.limit, quiet=args.quiet)
+    check_tasks(m, limit=args.limit, device="cuda" if device.startswith("cuda") else "cpu")
+    out = None if args.out == "" else Path(args.out or "runs/gate")
+    if out is not None:
+        check_target(out)
+
+    def described(name: str) -> ModelSpec:
+        spec = m.models[name]
+        return describe(spec, zoo.variant_path(spec.zoo_name) if spec.zoo_name else spec.path)
+
+    report, errors = _run_gate(m, cases, device=args.device, limit=args.limit, quiet=args.quiet, out=out,
+                               record=lambda gate, folder: RunRecorder(folder, gate, described,
+                                                                       name=args.name or "gate", argv=args.argv,
+                                                                       cases=cases))
     print(report.summary())
-    if args.out != "":
-        out = Path(args.out or "runs/gate")
-        described = {}
-        for name in m.with_ancestors([c.model for c in cases]):
-            spec = m.models[name]
-            described[name] = describe(spec, zoo.variant_path(spec.zoo_name) if spec.zoo_name else spec.path)
-        errors = write_run(out, gate, report, described, name=args.name or "gate", argv=args.argv)
+    if out is not None:
         for e in errors:
             print(f"evalkit gate: {e}", file=sys.stderr)
         if args.report:
@@ -179,6 +223,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.markdown:
         print(paths.markdown.read_text(encoding="utf-8"))
     print(f"wrote {paths.csv}\nwrote {paths.markdown}\nwrote {paths.html}")
+    incomplete = load_run(args.run_dir).incomplete
+    if incomplete:
+        print(f"note: {args.run_dir}: {incomplete}")
     return 0
 
 
@@ -188,10 +235,11 @@ def cmd_debug(args: argparse.Namespace) -> int:
     tasks = _split(args.task)
     if len(tasks) != 1:
         raise CLIError(f"debug shows one task at a time; got {', '.join(tasks)}")
+    device = _check_generation(args)
     task = load_task(tasks[0], args.data, limit=args.n, seed=args.seed)
     ref = parse_models([args.model], with_zoo_parents=False)[-1]
     path = _resolve_paths([ref], _logger(True))[ref.name]
-    loaded = load_model(path, device=_device(args.device), dtype=args.dtype)
+    loaded = load_model(path, device=resolve_device(device), dtype=args.dtype)
     config = GenerationConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                               enable_thinking=args.thinking, decoder=args.decoder)
     result = evaluate(loaded, task, config, cache=Cache(args.cache) if args.cache else None)
@@ -211,7 +259,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     else:
         if not args.task:
             raise CLIError("compare needs --task (or --run RUN_DIR to compare two models of a finished run)")
+        _check_generation(args)
         out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="evalkit-compare-"))
+        check_target(out)
         eval_args = argparse.Namespace(**{**vars(args), "models": [args.parent, args.variant], "parent": [],
                                           "name": "compare", "quiet": True})
         refs = parse_models(eval_args.models, with_zoo_parents=False)
@@ -224,8 +274,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         paths = _resolve_paths(refs, _logger(True))
         described = {r.name: describe(r, paths[r.name]) for r in refs}
         manifest = _manifest(refs, paths, tasks, eval_args, "evalkit compare (command line)")
-        gate, report = _run_gate(manifest, manifest.cases(), device=None, limit=args.limit, quiet=True)
-        errors = write_run(out, gate, report, described, name="compare", argv=args.argv)
+        check_manifest(manifest)
+        cases = manifest.cases()
+        _, errors = _run_gate(manifest, cases, device=None, limit=args.limit, quiet=True, out=out,
+                              record=lambda gate, folder: RunRecorder(folder, gate, described.__getitem__,
+                                                                      name="compare", argv=args.argv, cases=cases))
         if errors:
             raise CLIError("; ".join(errors))
         run = load_run(out)
@@ -235,7 +288,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
-    from evalkit.models.quantization import quantize
+    from evalkit.models.quantization import check_output, quantize
 
     if args.list:
         for r in RECIPES.values():
@@ -244,17 +297,22 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         return 0
     if not args.model or not args.recipe or not args.out:
         raise CLIError("quantize needs MODEL, --recipe and --out (evalkit quantize --list shows the recipes)")
+    RECIPES.get(args.recipe)
+    device = check_device(args.device)
     ref = parse_models([args.model], with_zoo_parents=False)[-1]
+    source = zoo.variant_path(ref.zoo_name) if ref.zoo_name else Path(ref.path)
+    check_output(args.out, sources=[source], force=args.force)  # before anything is built, loaded or written
     path = _resolve_paths([ref], _logger(args.quiet))[ref.name]
     started = time.perf_counter()
     out = quantize(path, args.recipe, args.out, n_calibration=args.n_calibration, seed=args.seed,
-                   device=_device(args.device))
+                   device=resolve_device(device))
     print(f"wrote {out} ({args.recipe}, {args.n_calibration} calibration items, "
           f"{time.perf_counter() - started:.1f}s); provenance in {out / 'provenance.json'}")
     return 0
 
 
 def cmd_zoo_build(args: argparse.Namespace) -> int:
+    check_device(args.device)
     started = time.perf_counter()
     paths = zoo.build(args.zoo_dir, args.cache_dir, only=args.only or None, device=_device(args.device),
                       log=_logger(False))
@@ -275,8 +333,11 @@ def cmd_zoo_list(args: argparse.Namespace) -> int:
 
 
 def _split(values: Sequence[str]) -> list[str]:
-    """--task a --task b,c -> [a, b, c] (order kept, duplicates dropped)."""
-    return list(dict.fromkeys(t.strip() for v in values for t in v.split(",") if t.strip()))
+    """--task a --task b,c -> [a, b, c] (order kept, duplicates dropped); no name at all is an error."""
+    tasks = list(dict.fromkeys(t.strip() for v in values for t in v.split(",") if t.strip()))
+    if values and not tasks:
+        raise CLIError(f"--task {' '.join(map(repr, values))} names no task; pass task names, e.g. --task zoo_math")
+    return tasks
 
 
 def _device(device: str) -> str:

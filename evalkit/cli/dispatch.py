@@ -65,8 +65,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except EvalkitError as err:
-        message = str(err).strip().replace("\n", " ")
+        message = " ".join(str(err).split())
         print(f"evalkit {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    except OSError as err:  # the file system refused (permissions, a full disk, a name too long): the user's to fix
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"evalkit {args.command}: error: {where}{err.strerror or err}; check the path and its permissions",
+              file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"evalkit {args.command}: interrupted", file=sys.stderr)

@@ -156,7 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
                               "          evalkit quantize models/qwen --recipe gptq-w4g64 --out models/qwen-gptq")
     p.add_argument("model", nargs="?", metavar="MODEL", help="the unquantized model (folder or zoo:NAME)")
     p.add_argument("--recipe", "-r", default=None, help="recipe name (see --list)")
-    p.add_argument("--out", "-o", default=None, metavar="DIR", help="output folder (replaced when done)")
+    p.add_argument("--out", "-o", default=None, metavar="DIR",
+                   help="output folder: new, empty, or (with --force) one evalkit made; written beside it and swapped "
+                        "in when done. Never the source, its ancestors or the working directory")
+    p.add_argument("--force", action="store_true", help="replace --out when it holds a model evalkit made earlier")
     p.add_argument("--n-calibration", type=_positive, default=64, metavar="N", help="calibration items (default 64)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")

@@ -20,6 +20,9 @@ Diagnosis precedence (the first that applies wins):
 7. ``unclosed_think``: no answer and a ``<think>`` block was never closed (the model stopped while "thinking").
 8. ``malformed_box``: a ``\\boxed`` is there but its braces never balance.
 9. ``no_box``: text, but no box.
+
+Before all of them, ``prompt_too_long``: the item was never sent to the model (``finish_reason ==
+"prompt_too_long"``), because its prompt exceeds the model's context or evalkit's hard cap on prompt length.
 """
 from __future__ import annotations
 
@@ -56,6 +59,7 @@ class Diagnosis(StrEnum):
     REPETITION_LOOP = "repetition_loop"
     SPECIAL_TOKENS_ONLY = "special_tokens_only"
     INVALID_ANSWER = "invalid_answer"
+    PROMPT_TOO_LONG = "prompt_too_long"
 
     @property
     def explain(self) -> str:
@@ -84,15 +88,20 @@ _EXPLANATIONS = {
     Diagnosis.INVALID_ANSWER: (
         "a \\boxed{} answer is there but is not a valid answer for this task (e.g. \\boxed{banana} for multiple choice)"
     ),
+    Diagnosis.PROMPT_TOO_LONG: (
+        "the prompt is longer than the model's context (or evalkit's cap on prompt length), so it was never sent to "
+        "the model; shorten the item or use a model with a longer context"
+    ),
 }
 
 
 DIAGNOSIS_ORDER: tuple[str, ...] = tuple(d.value for d in (
     Diagnosis.OK, Diagnosis.EMPTY, Diagnosis.WHITESPACE_ONLY, Diagnosis.SPECIAL_TOKENS_ONLY, Diagnosis.NO_BOX,
     Diagnosis.MALFORMED_BOX, Diagnosis.UNCLOSED_THINK, Diagnosis.TRUNCATED, Diagnosis.REPETITION_LOOP,
-    Diagnosis.INVALID_ANSWER))
+    Diagnosis.INVALID_ANSWER, Diagnosis.PROMPT_TOO_LONG))
 """Every diagnosis in the order reports, CSV columns and chart legends list them: ok, then the responses with no text,
-then the ones whose format failed. (Results documents count diagnoses in the enum's own order.)"""
+then the ones whose format failed, then the items never asked. (Results documents count diagnoses in the enum's own
+order.)"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +119,8 @@ class Extraction:
 def _read(raw_text: str, special_tokens: Sequence[str], family: Family | None, finish_reason: str) -> Extraction:
     """The one implementation behind `diagnose` and `extract`, so the two can never disagree."""
     check_text(raw_text, "raw_text")
+    if finish_reason == "prompt_too_long":
+        return Extraction(None, None, Diagnosis.PROMPT_TOO_LONG)
     if raw_text == "":
         return Extraction(None, None, Diagnosis.EMPTY)
     if raw_text.strip() == "":

@@ -14,8 +14,9 @@ Family = Literal["math", "multiple_choice", "yes_no", "span"]
 
 FAMILIES: tuple[Family, ...] = get_args(Family)
 
-FinishReason = Literal["eos", "length"]
-"""Why generation stopped: the model emitted an end-of-sequence token, or it hit max_new_tokens."""
+FinishReason = Literal["eos", "length", "prompt_too_long"]
+"""Why generation stopped: the model emitted an end-of-sequence token, it hit max_new_tokens, or it never started
+because the prompt was longer than the model's context or evalkit's cap (`evalkit.run.engine.PromptLimits`)."""
 
 CHOICE_LABELS = "ABCDEFGH"
 """Multiple-choice options are always labelled with letters; datasets labelled 1-4 are mapped at load time."""

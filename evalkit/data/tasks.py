@@ -265,6 +265,9 @@ def load_task(name: str, source: str | os.PathLike[str] | None = None, *, limit:
             item = spec.parse(row, name, i)
         except (TaskError, ValueError) as err:  # Item's own checks raise ValueError
             raise TaskError(f"{where}: {err}") from None
+        except (TypeError, AttributeError, KeyError) as err:  # a value of a shape no parser expects
+            raise TaskError(f"{where}: {name}: row {i} does not follow the task's schema ({type(err).__name__}: "
+                            f"{err})") from None
         if item is not None:
             items.append(item)
     if not items:
@@ -324,9 +327,43 @@ def _read_source(spec: TaskSpec, source: str | os.PathLike[str] | None, split: s
 
 
 def _read_file(path: Path, task: str) -> Iterator[Any]:
+    """The rows of a local file; every way a file can be unreadable is one `TaskError` naming it and the fix."""
+    try:
+        if path.suffix.lower() in (".json", ".jsonl") and _utf16(path):  # NULs decode as UTF-8, then fail as JSON
+            raise TaskError(f"{task}: {path}: is UTF-16 text; re-save it as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)")
+        yield from _rows(path, task)
+    except UnicodeDecodeError as err:
+        raise TaskError(f"{task}: {path}: {_not_text(path, err)}") from None
+    except RecursionError:
+        raise TaskError(f"{task}: {path}: nested too deeply to be a dataset row") from None
+    except OSError as err:
+        raise TaskError(f"{task}: {path}: cannot be read ({err.strerror or err}); check the file and its "
+                        "permissions") from None
+
+
+def _utf16(path: Path) -> bool:
+    """Whether a text file starts like UTF-16: a byte-order mark, or a NUL in its first two bytes."""
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    return head.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(head) >= 2 and (head[0] == 0 or head[1] == 0))
+
+
+def _not_text(path: Path, err: UnicodeDecodeError) -> str:
+    """Why a file is not UTF-8 text, as precisely as its first bytes say."""
+    with path.open("rb") as fh:
+        head = fh.read(4)
+    if _utf16(path):
+        return "is UTF-16 text; re-save it as UTF-8 (e.g. iconv -f UTF-16 -t UTF-8)"
+    if head.startswith(b"PAR1"):
+        return "is a Parquet file; give it the .parquet suffix"
+    return f"is not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}): a binary or " \
+           "differently encoded file; pass a UTF-8 .jsonl/.json file or a .parquet file"
+
+
+def _rows(path: Path, task: str) -> Iterator[Any]:
     suffix = path.suffix.lower()
     if suffix == ".jsonl":
-        with path.open(encoding="utf-8") as fh:
+        with path.open(encoding="utf-8-sig") as fh:
             for lineno, line in enumerate(fh, 1):
                 if line.strip():
                     try:
@@ -335,7 +372,7 @@ def _read_file(path: Path, task: str) -> Iterator[Any]:
                         raise TaskError(f"{task}: {path}:{lineno}: not valid JSON ({err.msg})") from err
     elif suffix == ".json":
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
+            data = json.loads(path.read_text(encoding="utf-8-sig"))
         except json.JSONDecodeError as err:
             raise TaskError(f"{task}: {path}: not valid JSON ({err.msg} at line {err.lineno})") from err
         if isinstance(data, dict) and isinstance(data.get("data"), list):
@@ -349,7 +386,15 @@ def _read_file(path: Path, task: str) -> Iterator[Any]:
             import pyarrow.parquet as pq
         except ImportError as err:
             raise TaskError(f"{task}: reading {path} needs pyarrow: pip install 'evalkit[datasets]'") from err
-        yield from pq.read_table(path).to_pylist()
+        try:
+            table = pq.read_table(path)
+        except Exception as err:  # noqa: BLE001 - pyarrow's ArrowInvalid and friends: a damaged file
+            if isinstance(err, OSError) and err.errno is not None:
+                raise  # the file system's own error (permissions): named by _read_file
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise TaskError(f"{task}: {path}: not a readable Parquet file ({first}); re-export it, or pass the "
+                            ".jsonl file") from None
+        yield from table.to_pylist()
     else:
         raise TaskError(f"{task}: {path}: unsupported file type {suffix!r}; use .jsonl, .json or .parquet")
 

@@ -25,6 +25,7 @@ The format is documented in docs/gate.md.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -62,6 +63,11 @@ class Thresholds:
     max_slowdown: float | None = 10.0  # slow-kernel alarm: variant seconds/sample over the parent's
 
     def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # every field, so a key added later is covered too
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{f.name} must be a finite number, got {value!r} (a NaN or infinite threshold "
+                                 f"would switch its check off silently; use \"none\" to switch a check off)")
         for name in ("min_compliance", "min_metric", "tolerated_drop", "min_top1_agreement"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= 1.0:
@@ -208,7 +214,14 @@ def load(path: str | os.PathLike[str]) -> Manifest:
     if not file.is_file():
         raise ManifestError(f"{file}: manifest file not found; pass --zoo with the path of a TOML manifest "
                             f"(see docs/gate.md)")
-    return loads(file.read_text(encoding="utf-8"), root=file.parent, source=str(file))
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ManifestError(f"{file}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); a "
+                            "TOML manifest is UTF-8: re-save it as such (see docs/gate.md)") from None
+    except OSError as err:
+        raise ManifestError(f"{file}: cannot be read ({err.strerror or err})") from None
+    return loads(text, root=file.parent, source=str(file))
 
 
 def loads(text: str, *, root: str | os.PathLike[str] = ".", source: str = "<manifest>") -> Manifest:

@@ -48,17 +48,20 @@ class Gate:
     for drift), so memory stays bounded on a zoo of any size.
 
     log: one line per step, for people. progress: called with (model, task) as each (model, task) is evaluated
-    (or fails to be), for a progress bar; parents outside the reported cases count too.
+    (or fails to be), for a progress bar; parents outside the reported cases count too. on_model: called with a
+    model's name once it is done (every task evaluated, drift against its parent measured, or its error kept), so
+    a run folder can be written as the run goes and an interrupted run keeps what it finished.
     """
 
     def __init__(self, manifest: Manifest, *, device: str | None = None, limit: int | None = None,
                  log: Callable[[str], None] | None = None, progress: Callable[[str, str], None] | None = None,
-                 max_loaded: int = 3) -> None:
+                 max_loaded: int = 3, on_model: Callable[[str], None] | None = None) -> None:
         self.manifest = manifest
         self.device = resolve_device(device or manifest.gate.device)
         self.limit = limit
         self.log = log or (lambda _msg: None)
         self.progress = progress or (lambda _model, _task: None)
+        self.on_model = on_model or (lambda _model: None)
         self.max_loaded = max(2, max_loaded)
         self.timings: dict[str, float] = collections.defaultdict(float)
         self._loaded: collections.OrderedDict[str, LoadedModel] = collections.OrderedDict()
@@ -93,6 +96,10 @@ class Gate:
         return Evidence(model, task, own, metric, parent_name=spec.parent, parent=theirs,
                         drift=d if isinstance(d, DriftResult) else None,
                         drift_error=d if isinstance(d, Failure) else None, identity=identity)
+
+    def done(self, model: str, task: str) -> tuple[TaskResult | Failure | None, DriftResult | Failure | None]:
+        """What is known of (model, task) so far, evaluating nothing: its result (or why not) and its drift."""
+        return self._results.get((model, task)), self._drift.get((model, task))
 
     def identity(self, model: str, result: TaskResult) -> dict[str, str]:
         """What a snapshot records of an evaluated checkpoint, so that a swapped one always shows in review: its
@@ -179,6 +186,7 @@ class Gate:
             parent = self._load(spec.parent)
             for t in self._tasks_of(model):
                 self._drift[(model, t)] = self._compute_drift(loaded, parent, spec.parent, t)
+        self.on_model(model)
 
     def _load(self, model: str) -> LoadedModel | None:
         if model in self._model_errors:

@@ -126,7 +126,10 @@ def describe_model(path: str | os.PathLike[str], *, name: str | None = None, par
     recipe = prov.get("evalkit_recipe") if isinstance(prov.get("evalkit_recipe"), str) else None
     fmt = _format(root)
     kind = fmt if fmt != "unknown" else _config_format(config)  # an unloadable folder: what its config says
-    w_bits, a_bits = _bits(root, kind, config, recipe)
+    try:
+        w_bits, a_bits = _bits(root, kind, config, recipe)
+    except (TypeError, ValueError, AttributeError):  # a malformed quantization_config: bits unknown, never a crash
+        w_bits, a_bits = None, None
     method = _method(kind, recipe, config)
     note = ""
     if zoo.get("kind") == "broken":

@@ -26,9 +26,11 @@ from evalkit.core.registry import Registry
 from evalkit.errors import ModelLoadError
 from evalkit.models.files import JSONFileError, read_json_object
 from evalkit.models.fingerprint import combine, fingerprint
+from evalkit.models.oneline import first_line as _first_line
+from evalkit.models.oneline import held_logs as _held_logs
 
-__all__ = ["FORMATS", "LOADERS", "LoadedModel", "Loader", "ModelLoadError", "detect_format", "format_of_quant_method",
-           "load_model", "resolve_adapter_base"]
+__all__ = ["DTYPES", "FORMATS", "LOADERS", "LoadedModel", "Loader", "ModelLoadError", "check_dtype", "detect_format",
+           "format_of_quant_method", "load_model", "resolve_adapter_base"]
 
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
@@ -191,17 +193,19 @@ def _load_plain(root: Path, *, device: str, dtype: Any) -> tuple[Any, tuple[str,
 def _from_pretrained(root: Path, *, device: str, dtype: Any, **kwargs: Any) -> Any:
     from transformers import AutoModelForCausalLM
 
-    try:
-        return AutoModelForCausalLM.from_pretrained(
-            root, dtype=dtype, device_map={"": device}, use_safetensors=True, trust_remote_code=False,
-            local_files_only=True, **kwargs)
-    except ValueError as err:
-        if "trust_remote_code" in str(err) or "auto_map" in str(err):
-            raise ModelLoadError(f"{root}: the model needs custom code (trust_remote_code); evalkit never runs code"
-                                 " from a model folder. Use a transformers-native architecture.") from err
-        raise ModelLoadError(f"{root}: transformers could not load the model: {err}") from err
-    except (OSError, KeyError, RuntimeError) as err:
-        raise ModelLoadError(f"{root}: transformers could not load the model: {err}") from err
+    with _held_logs() as held:
+        try:
+            return AutoModelForCausalLM.from_pretrained(
+                root, dtype=dtype, device_map={"": device}, use_safetensors=True, trust_remote_code=False,
+                local_files_only=True, **kwargs)
+        except ValueError as err:
+            held.replay = False
+            if "trust_remote_code" in str(err) or "auto_map" in str(err):
+                raise ModelLoadError(f"{root}: the model needs custom code (trust_remote_code); evalkit never runs "
+                                     "code from a model folder. Use a transformers-native architecture.") from err
+            raise ModelLoadError(f"{root}: transformers could not load the model: {_first_line(err)}") from err
+        except (OSError, KeyError, RuntimeError) as err:
+            raise ModelLoadError(f"{root}: transformers could not load the model: {held.explain(err)}") from err
 
 
 def _tokenizer(root: Path) -> Any:
@@ -436,16 +440,33 @@ def _read_json(file: Path) -> dict[str, Any] | None:
         raise ModelLoadError(f"{file}: {err}; restore the file from the original model.") from None
 
 
+DTYPES = ("float32", "bfloat16", "float16", "float64", "float", "half", "double")
+"""The load dtypes a model can be evaluated in (by name, with or without ``torch.``), besides "auto"."""
+
+
+def check_dtype(dtype: str | None) -> None:
+    """Refuse a dtype name that is not a floating dtype evalkit loads, without importing torch.
+
+    >>> check_dtype("torch.bfloat16"), check_dtype(None)
+    (None, None)
+    >>> check_dtype("float33")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    evalkit.errors.ModelLoadError: dtype 'float33' is not a torch dtype evalkit loads; use auto, float32, ...
+    """
+    if dtype is None or dtype == "auto" or (isinstance(dtype, str) and dtype.removeprefix("torch.") in DTYPES):
+        return
+    raise ModelLoadError(f"dtype {dtype!r} is not a torch dtype evalkit loads; use auto, {', '.join(DTYPES)} "
+                         "(or leave it out to keep the checkpoint's own)")
+
+
 def _dtype(dtype: Any) -> Any:
     if dtype is None or dtype == "auto":
         return "auto"
     if isinstance(dtype, str):
         import torch
 
-        value = getattr(torch, dtype.removeprefix("torch."), None)
-        if not isinstance(value, torch.dtype):
-            raise ModelLoadError(f"dtype {dtype!r} is not a torch dtype; use e.g. 'float32', 'bfloat16' or None.")
-        return value
+        check_dtype(dtype)
+        return getattr(torch, dtype.removeprefix("torch."))
     return dtype
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import shutil
 import tempfile
@@ -25,14 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evalkit.core import prompts
+from evalkit.core import jsonsafe, prompts
 from evalkit.core.types import FAMILIES, Item
 from evalkit.core.versions import EVALKIT_VERSION, library_versions
 from evalkit.errors import QuantizationError
+from evalkit.models.files import try_read_json
 from evalkit.models.recipes import RECIPES, Recipe
 
-__all__ = ["QuantizationError", "atomic_folder", "calibration_items", "calibration_texts", "deterministic",
-           "provenance_versions", "quantize", "quiet_loguru"]
+__all__ = ["QuantizationError", "atomic_folder", "calibration_items", "calibration_texts", "check_output",
+           "deterministic", "made_by_evalkit", "provenance_versions", "quantize", "quiet_loguru"]
 
 PROVENANCE_PACKAGES = ("torch", "transformers", "llmcompressor", "compressed-tensors")
 """The libraries whose versions decide a quantized folder's bytes (recorded in provenance.json, part of zoo keys)."""
@@ -100,7 +100,9 @@ def quantize(model_path: str | os.PathLike[str], recipe: str, out_dir: str | os.
     """Quantize the model folder `model_path` with a named recipe into `out_dir` (a compressed-tensors folder).
 
     calibration: the items to calibrate on (default: `n_calibration` zoo training items, `calibration_items`).
-    A LoRA adapter folder is merged into its base first. `out_dir` is replaced atomically when done.
+    A LoRA adapter folder is merged into its base first. `out_dir` is written beside itself and swapped in when done;
+    it may exist only when empty or made by evalkit (`check_output`, with ``force``: the command line asks for
+    ``--force`` first), and never be the source, inside it, its ancestor, or the working directory or its ancestor.
 
     >>> quantize("unused", "gptq-w3", "unused")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
@@ -108,15 +110,19 @@ def quantize(model_path: str | os.PathLike[str], recipe: str, out_dir: str | os.
     evalkit.errors.QuantizationError: unknown recipe 'gptq-w3'; known recipes: ...
     """
     spec = RECIPES.get(recipe)
-    _require_llmcompressor()
-    from evalkit.models.loading import load_model
+    check_output(out_dir, sources=[Path(model_path)], force=True)
+    from evalkit.models.loading import detect_format, load_model
 
+    fmt = detect_format(model_path)  # from the folder's small files: a refusal before any library or weight loads
+    if fmt not in ("plain", "peft-lora"):
+        raise QuantizationError(f"{model_path} is a {fmt!r} model; quantize its unquantized parent instead.")
+    _require_llmcompressor()
     items = list(calibration) if calibration is not None else calibration_items(n_calibration, seed=seed)
     if not items:
         raise QuantizationError("empty calibration set; pass calibration items or n_calibration > 0")
     loaded = load_model(model_path, device=device)
-    if loaded.format not in ("plain", "peft-lora"):
-        raise QuantizationError(f"{model_path} is a {loaded.format!r} model; quantize its unquantized parent instead.")
+    if loaded.base is not None:
+        check_output(out_dir, sources=[loaded.base], force=True)
     model = loaded.model.merge_and_unload() if loaded.format == "peft-lora" else loaded.model
     texts = calibration_texts(items, loaded.tokenizer)
 
@@ -190,7 +196,7 @@ def _write_provenance(folder: Path, loaded: Any, spec: Recipe, run: _Run) -> Non
     if spec.calibrated:
         with open(folder / "calibration.jsonl", "w", encoding="utf-8") as fh:
             for item, text in zip(items, texts, strict=True):
-                fh.write(json.dumps({"task": item.task, "id": item.id, "text": text}, ensure_ascii=False) + "\n")
+                fh.write(jsonsafe.dumps({"task": item.task, "id": item.id, "text": text}) + "\n")
         calibration = {
             "n": len(items),
             "seed": seed,
@@ -210,7 +216,7 @@ def _write_provenance(folder: Path, loaded: Any, spec: Recipe, run: _Run) -> Non
         "torch_threads": QUANT_THREADS,
         "versions": provenance_versions(),
     }
-    (folder / "provenance.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    (folder / "provenance.json").write_text(jsonsafe.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def provenance_versions() -> dict[str, str]:
@@ -232,6 +238,59 @@ def _require_llmcompressor() -> None:
                                     " pip install 'evalkit[quant]'") from err
 
 
+def made_by_evalkit(folder: str | os.PathLike[str]) -> bool:
+    """Whether `folder` is a model evalkit made: its provenance.json names an evalkit recipe (`quantize`) or a zoo
+    build key (`evalkit.zoo.build`). Only such a folder is ever replaced."""
+    record = try_read_json(Path(folder) / "provenance.json")
+    return isinstance(record, dict) and ("evalkit_recipe" in record or "build_key" in record)
+
+
+def check_output(out: str | os.PathLike[str], *, sources: Sequence[Path], force: bool = False) -> Path:
+    """Refuse an output folder whose writing could lose anything; returns it. `QuantizationError` otherwise.
+
+    Refused: a symbolic link or a file; the source model, a folder inside it or one of its ancestors; the working
+    directory or one of its ancestors; an existing non-empty folder evalkit did not make (`made_by_evalkit`); one it
+    did make unless `force`. Checked before any model is loaded, so a refusal costs nothing.
+
+    >>> import tempfile, pathlib
+    >>> src = pathlib.Path(tempfile.mkdtemp())
+    >>> check_output(src, sources=[src])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    evalkit.errors.QuantizationError: --out ...: it is the model being quantized; pass a new folder for the output
+    """
+    path = Path(out)
+    if path.is_symlink():
+        raise QuantizationError(f"--out {path} is a symbolic link; pass a new folder for the output")
+    target = path.resolve()
+    for source in sources:
+        src = Path(source).resolve()
+        problem = ("it is the model being quantized" if target == src else
+                   f"it is inside the model being quantized ({src})" if src in target.parents else
+                   f"it holds the model being quantized ({src})" if target in src.parents else "")
+        if problem:
+            raise QuantizationError(f"--out {path}: {problem}; pass a new folder for the output")
+    here = Path.cwd().resolve()
+    if target == here or target in here.parents:
+        raise QuantizationError(f"--out {path} is the working directory or one of its ancestors; pass a new folder "
+                                "for the output")
+    if path.exists():
+        if not path.is_dir():
+            raise QuantizationError(f"--out {path} is a file; pass a new folder for the output")
+        if any(path.iterdir()):
+            if not made_by_evalkit(path):
+                raise QuantizationError(f"--out {path} exists and was not made by evalkit (no evalkit provenance.json"
+                                        "); it is never replaced: pass a new folder for the output")
+            if not force:
+                raise QuantizationError(f"--out {path} holds a model evalkit made earlier; pass --force to replace "
+                                        "it, or a new folder")
+    parent = target.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise QuantizationError(f"--out {path}: {parent} is not writable; pass a folder you can write")
+    return path
+
+
 def _parent(out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     return out.parent
@@ -240,7 +299,12 @@ def _parent(out: Path) -> Path:
 @contextlib.contextmanager
 def atomic_folder(out: Path) -> Iterator[Path]:
     """Yield a staging folder beside `out`, then swap it in (files world-readable): a failed or interrupted run
-    never leaves half a model where a loader or the zoo cache would take it for a whole one."""
+    never leaves half a model where a loader or the zoo cache would take it for a whole one.
+
+    An existing `out` is replaced only when it is empty or evalkit made it (`made_by_evalkit`); it is renamed aside
+    before the swap and deleted after, so at no moment is a folder of someone else's at risk."""
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not made_by_evalkit(out))):
+        raise QuantizationError(f"{out} exists and was not made by evalkit; it is never replaced: pass a new folder")
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=_parent(out)))
     staging.chmod(0o755)
     try:
@@ -249,8 +313,12 @@ def atomic_folder(out: Path) -> Iterator[Path]:
             if file.is_file():
                 file.chmod(0o644)
         if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
+            trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.replaced.", dir=out.parent))
+            os.rename(out, trash / out.name)
+            staging.rename(out)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            staging.rename(out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

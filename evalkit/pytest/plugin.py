@@ -29,7 +29,9 @@ from typing import Any
 
 import pytest
 
+from evalkit.errors import EvalkitError
 from evalkit.gate import manifest as manifest_lib
+from evalkit.gate.preflight import check_manifest
 from evalkit.gate.render import render_summary
 from evalkit.gate.runner import Gate
 from evalkit.pytest import scheduling
@@ -272,9 +274,11 @@ def _manifest(config: pytest.Config) -> manifest_lib.Manifest | None:
             config.stash[_MANIFEST] = None
         else:
             try:
-                config.stash[_MANIFEST] = manifest_lib.load(path or DEFAULT_MANIFEST)
-            except manifest_lib.ManifestError as err:
+                manifest = manifest_lib.load(path or DEFAULT_MANIFEST)
+                check_manifest(manifest)  # task, metric, diagnosis and zoo: names against their registries
+            except EvalkitError as err:
                 raise pytest.UsageError(str(err)) from None
+            config.stash[_MANIFEST] = manifest
     return config.stash[_MANIFEST]
 
 

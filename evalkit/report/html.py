@@ -7,7 +7,8 @@ line: the gate's default floor), the diagnosis breakdown (stacked), drift agains
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
@@ -15,7 +16,7 @@ from evalkit.core.extract import DIAGNOSIS_ORDER
 from evalkit.models.description import METHOD_LABELS
 from evalkit.report.rundir import Run
 from evalkit.report.svg import DIAGNOSIS_COLORS, METHOD_COLORS, Bar, hbar_chart, legend, stacked_chart
-from evalkit.report.tables import COMPLIANT, Row, method_rows, outcome_tally, rows, unevaluated, verdict_error
+from evalkit.report.tables import COMPLIANT, Row, drift_cells, fmt_number, method_rows, outcome_tally, rows, unevaluated, verdict_error
 
 __all__ = ["html"]
 
@@ -62,8 +63,9 @@ def _header(run: Run, table: Sequence[Row]) -> str:
     bad = {"fail", "misdiagnosed", "escaped"}
     card_html = "".join(f"<div class='card{' fail' if k in bad else ' pass' if k in ('pass', 'caught') else ''}'>"
                         f"<b>{v}</b>{k}</div>" for k, v in cards)
+    warning = f"<p class='fail'><b>{escape(run.incomplete)}</b></p>" if run.incomplete else ""
     return (f"<h1>evalkit report: {escape(run.name)}</h1><div class='muted'>{created} · device {escape(devices)} · "
-            f"tasks {escape(', '.join(run.tasks))}</div><div class='cards'>{card_html}</div>")
+            f"tasks {escape(', '.join(run.tasks))}</div>{warning}<div class='cards'>{card_html}</div>")
 
 
 def _method_section(table: Sequence[Row]) -> str:
@@ -148,15 +150,21 @@ def _drift_chart(task: str, group: Sequence[Row]) -> str:
     with_drift = [r for r in group if r.drift and "kl_mean" in r.drift]
     if not with_drift:
         return ""
-    drifts = [(r, r.drift or {}) for r in with_drift]
-    kl = [Bar(r.model.name, max(float(d["kl_mean"]), 0.0), METHOD_COLORS.get(r.model.method, "#999"),
-              note=f"{d['kl_mean']:.3g} nats", title=f"vs {r.model.parent}") for r, d in drifts]
-    top = max(b.value or 0.0 for b in kl)
-    agree = [Bar(r.model.name, float(d["top1_agreement"]), METHOD_COLORS.get(r.model.method, "#999"),
-                 note=f"{100 * d['top1_agreement']:.1f}%") for r, d in drifts]
+    drifts = [(r, _finite(r.drift or {}, "kl_mean"), _finite(r.drift or {}, "top1_agreement")) for r in with_drift]
+    kl = [Bar(r.model.name, None if k is None else max(k, 0.0), METHOD_COLORS.get(r.model.method, "#999"),
+              note="undefined" if k is None else f"{k:.3g} nats", title=f"vs {r.model.parent}") for r, k, _ in drifts]
+    top = max((b.value or 0.0 for b in kl), default=0.0)
+    agree = [Bar(r.model.name, a, METHOD_COLORS.get(r.model.method, "#999"),
+                 note="undefined" if a is None else f"{100 * a:.1f}%") for r, _, a in drifts]
     return (hbar_chart(f"{task}: mean KL(parent ‖ variant), log scale", kl, vmax=max(top, 1e-3), log=True,
                        fmt="{:.3g}")
             + "</div><div class='chart'>" + hbar_chart(f"{task}: top-1 agreement with the parent", agree))
+
+
+def _finite(doc: Mapping[str, Any], key: str) -> float | None:
+    """A number of a drift document, or None when it is missing, null (undefined) or not finite."""
+    value = doc.get(key)
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else None
 
 
 def _speed_chart(task: str, group: Sequence[Row]) -> str:
@@ -208,11 +216,10 @@ def _drift_table(table: Sequence[Row]) -> str:
             body.append(f"<tr><td><code>{escape(r.model.name)}</code></td><td>{escape(r.task)}</td>"
                         f"<td colspan='6' class='fail'>{escape(str(d.get('error', '?')))}</td></tr>")
             continue
-        layer = d.get("first_divergent_layer")
+        c = drift_cells(d)
         body.append(f"<tr><td><code>{escape(r.model.name)}</code></td><td>{escape(r.task)}</td>"
-                    f"<td class='num'>{d['kl_mean']:.4g}</td><td class='num'>{d['kl_p99']:.4g}</td>"
-                    f"<td class='num'>{100 * d['top1_agreement']:.1f}%</td><td class='num'>{d['ppl_ratio']:.3g}</td>"
-                    f"<td>{'—' if layer is None else f'model.layers.{layer}'}</td>"
+                    f"<td class='num'>{c['kl_mean']}</td><td class='num'>{c['kl_p99']}</td>"
+                    f"<td class='num'>{c['top1']}</td><td class='num'>{c['ppl_ratio']}</td><td>{c['layer']}</td>"
                     f"<td>{escape(_cosines(d.get('layer_cosine') or []))}</td></tr>")
     return ("<h2>Drift against the parent</h2><div class='muted'>Teacher-forced on the parent's own responses.</div>"
             "<table><tr><th>Model</th><th>Task</th><th>mean KL</th><th>p99 KL</th><th>top-1 agreement</th>"
@@ -220,8 +227,8 @@ def _drift_table(table: Sequence[Row]) -> str:
             + "".join(body) + "</table>")
 
 
-def _cosines(values: Sequence[float]) -> str:
-    return " ".join(f"{v:.3f}" for v in values)
+def _cosines(values: Sequence[float | None]) -> str:
+    return " ".join(fmt_number(v, "{:.3f}") for v in values)
 
 
 def _failures(table: Sequence[Row]) -> str:

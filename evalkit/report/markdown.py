@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 
 from evalkit.core.extract import DIAGNOSIS_ORDER, Diagnosis
 from evalkit.report.rundir import Run
-from evalkit.report.tables import Row, fmt_seconds, method_rows, outcome_tally, rows, unevaluated, verdict_error
+from evalkit.report.tables import Row, drift_cells, fmt_seconds, method_rows, outcome_tally, rows, unevaluated, verdict_error
 
 __all__ = ["markdown"]
 
@@ -17,6 +17,8 @@ def markdown(run: Run, table: Sequence[Row] | None = None) -> str:
     table = rows(run) if table is None else table
     devices = sorted({r.device for r in table if r.device})
     lines = [f"# evalkit report: {run.name}", ""]
+    if run.incomplete:
+        lines += [f"> **{run.incomplete}.**", ""]
     tally = outcome_tally(table)
     lines.append(f"{len({r.model.name for r in table})} models x {len(run.tasks)} tasks "
                  f"({', '.join(run.tasks)}), {sum(r.n for r in table)} responses on {', '.join(devices) or '?'}; "
@@ -51,10 +53,9 @@ def markdown(run: Run, table: Sequence[Row] | None = None) -> str:
                 lines.append(f"| `{r.model.name}` | `{r.model.parent}` | {r.task} | error: {d.get('error', '?')} "
                              "| | | | |")
                 continue
-            layer = d.get("first_divergent_layer")
-            lines.append(f"| `{r.model.name}` | `{r.model.parent}` | {r.task} | {d['kl_mean']:.4g} | "
-                         f"{d['kl_p99']:.4g} | {100 * d['top1_agreement']:.1f}% | {d['ppl_ratio']:.3g} | "
-                         f"{'—' if layer is None else f'model.layers.{layer}'} |")
+            c = drift_cells(d)
+            lines.append(f"| `{r.model.name}` | `{r.model.parent}` | {r.task} | {c['kl_mean']} | {c['kl_p99']} | "
+                         f"{c['top1']} | {c['ppl_ratio']} | {c['layer']} |")
     lines += _failures(table)
     errors = unevaluated(run)
     if errors:

@@ -24,7 +24,7 @@ METHOD_COLORS = {
     "rtn": "#6d4c41", "other": "#9e9e9e", "broken": "#e53935",
 }
 DIAGNOSIS_COLORS = dict(zip(DIAGNOSIS_ORDER, ("#2e7d32", "#c62828", "#e57373", "#ad1457", "#ef6c00", "#f9a825",
-                                               "#6a1b9a", "#1565c0", "#00838f", "#8d6e63"), strict=True))
+                                               "#6a1b9a", "#1565c0", "#00838f", "#8d6e63", "#424242"), strict=True))
 """One colour per diagnosis, in `evalkit.core.extract.DIAGNOSIS_ORDER` (ok green, no text reds, format failures)."""
 FONT = "font-family:system-ui,-apple-system,'Segoe UI',Roboto,'DejaVu Sans',sans-serif"
 ROW = 22  # px per bar
@@ -83,6 +83,13 @@ def hbar_chart(title: str, bars: Sequence[Bar], *, vmax: float = 1.0, fmt: str =
     >>> "stroke-dasharray" in hbar_chart("m", [Bar("a", 0.2)], reference=0.5, reference_label="baseline")
     True
     """
+    # A value that is not a finite number is drawn as undefined, never on an axis (log10 of NaN has no decade)
+    bars = [b if b.value is None or math.isfinite(b.value) else Bar(b.label, None, b.color, b.note or "undefined",
+                                                                      b.title) for b in bars]
+    vmax = vmax if math.isfinite(vmax) and vmax > 0 else 1.0
+    vmin = vmin if math.isfinite(vmin) and 0 < vmin < vmax else min(1e-4, vmax / 10)
+    if reference is not None and not math.isfinite(reference):
+        reference = None
     LABEL_W = _label_width([b.label for b in bars])  # noqa: N806 - a layout constant per chart
     out = _open(title, LABEL_W, TOP + ROW * max(1, len(bars)) + 26)
 

@@ -330,6 +330,23 @@ def fmt_seconds(s: float) -> str:
     return f"{s:.3g}"
 
 
+def fmt_number(x: Any, spec: str = "{:.3g}", scale: float = 1.0) -> str:
+    """A number for a report cell; null, missing or non-finite (a damaged or NaN-bearing file) is "undefined"."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x):
+        return "undefined"
+    return spec.format(x * scale)
+
+
+def drift_cells(d: Mapping[str, Any]) -> dict[str, str]:
+    """The drift numbers every report prints (mean and p99 KL, top-1 agreement, PPL ratio, first diverging layer),
+    formatted once, so an undefined value reads "undefined" in Markdown, HTML and the terminal alike."""
+    layer = d.get("first_divergent_layer")
+    return {"kl_mean": fmt_number(d.get("kl_mean"), "{:.4g}"), "kl_p99": fmt_number(d.get("kl_p99"), "{:.4g}"),
+            "top1": fmt_number(d.get("top1_agreement"), "{:.1f}%", 100.0),
+            "ppl_ratio": fmt_number(d.get("ppl_ratio"), "{:.3g}"),
+            "layer": "—" if layer is None else f"model.layers.{layer}"}
+
+
 def outcome_tally(table: Sequence[Row]) -> dict[str, int]:
     """Count of the gate's outcomes (PASS, FAIL, CAUGHT, MISDIAGNOSED, ESCAPED) over the gated rows."""
     counts = Counter(str((r.verdict or {}).get("outcome") or r.status.upper()) for r in table if r.verdict)

@@ -76,7 +76,7 @@ def _short(text: str, limit: int) -> str:
 
 def render_compare(run: Any, variant: str, parent: str) -> str:
     """Metrics side by side, diagnoses, the paired tests and drift, per task."""
-    from evalkit.report.tables import compare_entries
+    from evalkit.report.tables import compare_entries, drift_cells
 
     lines = [f"{variant}  vs  parent {parent}"]
     for task in run.tasks:
@@ -105,10 +105,10 @@ def render_compare(run: Any, variant: str, parent: str) -> str:
             lines.append(f"paired test (compliance): {comp['compliance_test']['describe']}")
         d = v.drift
         if d and "kl_mean" in d:
-            layer = d.get("first_divergent_layer")
-            lines.append(f"drift: mean KL {d['kl_mean']:.4g}, p99 KL {d['kl_p99']:.4g}, top-1 agreement "
-                         f"{100 * d['top1_agreement']:.1f}%, PPL ratio {d['ppl_ratio']:.3g}, first diverging layer "
-                         f"{'none' if layer is None else f'model.layers.{layer}'} over {d['n_tokens']} tokens")
+            c = drift_cells(d)
+            lines.append(f"drift: mean KL {c['kl_mean']}, p99 KL {c['kl_p99']}, top-1 agreement {c['top1']}, PPL "
+                         f"ratio {c['ppl_ratio']}, first diverging layer {c['layer'].replace('—', 'none')} over "
+                         f"{d.get('n_tokens', '?')} tokens")
         elif d:
             lines.append(f"drift: {d.get('error')}")
         verdict = run.verdicts.get((variant, task))

@@ -84,9 +84,12 @@ def teacher_from_generations(tokenizer: Any, generations: Sequence[Generation], 
     """Teacher sequences from a parent's generations (prompt text + raw response text, eos included).
 
     plain: the prompts were plain prompts (tokenized with the tokenizer's special tokens, e.g. BOS).
+    Items whose prompt was too long to send (finish reason ``prompt_too_long``) have no response and are skipped.
     """
     out = []
     for g in generations:
+        if g.finish_reason == "prompt_too_long":
+            continue
         prompt = tokenizer(g.prompt, add_special_tokens=plain)["input_ids"]
         response = tokenizer(g.raw_text, add_special_tokens=False)["input_ids"]
         if response:

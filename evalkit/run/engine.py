@@ -11,14 +11,13 @@ in docs/results-schema.md; `TaskResult.samples_jsonl()` is one line per sample.
 
 from __future__ import annotations
 
-import json
 import platform
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from evalkit.core import metrics
+from evalkit.core import jsonsafe, metrics
 from evalkit.core.baselines import baseline_comparisons
 from evalkit.core.extract import Diagnosis, Extraction, extract
 from evalkit.core.scoring import ItemScore, score
@@ -26,13 +25,19 @@ from evalkit.core.types import Item
 from evalkit.data.tasks import Task
 from evalkit.run.backends import BACKENDS
 from evalkit.run.cache import Cache, cache_versions, key_parts, make_key
-from evalkit.run.generation import Backend, Generation, GenerationConfig, GenerationRun
+from evalkit.run.generation import Backend, Generation, GenerationConfig, GenerationRun, Prompt
 
 RESULTS_SCHEMA = "evalkit.results"
 RESULTS_SCHEMA_VERSION = 1
 EXAMPLES_PER_CLASS = 3  # failure examples kept in the results JSON per diagnosis (all samples are in the JSONL)
 EXAMPLE_CHARS = 600  # longer raw texts are shortened in examples to head ... tail (the JSONL keeps them whole)
 WRONG_ANSWER = "wrong_answer"  # failure class for a well-formed answer that is not the gold one
+MAX_PROMPT_CHARS = 100_000
+"""Hard cap on an item's text (question, context, choices), checked before its prompt is rendered or tokenized: a
+5 MB row is refused in microseconds instead of tokenized for seconds and sent to a 2M-token forward pass."""
+MAX_PROMPT_TOKENS = 32_768
+"""Hard cap on a rendered prompt's tokens, whatever the model's context claims (a forward pass over more on one
+machine is a hang, not an evaluation)."""
 
 
 class ModelLike(Protocol):
@@ -170,12 +175,12 @@ class TaskResult:
         }
 
     def to_json(self, indent: int | None = 2) -> str:
-        """The results document (docs/results-schema.md)."""
-        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+        """The results document (docs/results-schema.md); valid JSON (`evalkit.core.jsonsafe`: no NaN literals)."""
+        return jsonsafe.dumps(self.to_dict(), indent=indent)
 
     def samples_jsonl(self) -> str:
         """One JSON object per sample, in task order."""
-        return "".join(json.dumps(r.to_dict(), ensure_ascii=False) + "\n" for r in self.records)
+        return "".join(jsonsafe.dumps(r.to_dict()) + "\n" for r in self.records)
 
     def write(self, folder: str | Path, stem: str | None = None) -> tuple[Path, Path]:
         """Write ``<stem>.json`` and ``<stem>.samples.jsonl`` (stem: the task name) into `folder`."""
@@ -224,27 +229,30 @@ def evaluate(model: ModelLike, task: Task, config: GenerationConfig = Generation
 
     start = time.perf_counter()
     backend = backend or BACKENDS.get("transformers")(model)
-    prompts = backend.render(task.items, config)
-    modes = sorted({p.mode for p in prompts})
+    context = context_length(model)
+    prompts, refused = screen(task.items, backend, config, context)
+    modes = sorted({p.mode for p in prompts if p.token_ids} or {p.mode for p in prompts})  # rendered ones only
     prompt_mode = modes[0] if len(modes) == 1 else "mixed"
     notes = []
     if config.use_chat_template and prompt_mode == "plain":
         notes.append("the tokenizer has no chat template: prompts used evalkit.prompts.plain_prompt")  # the note text results documents keep
-    limit = getattr(getattr(getattr(model, "model", None), "config", None), "max_position_embeddings", None)
-    if isinstance(limit, int):
-        over = sum(len(p.token_ids) + config.max_new_tokens > limit for p in prompts)
+    if refused:
+        notes.append(f"{len(refused)} of {len(prompts)} prompts were never sent to the model (diagnosis "
+                     f"prompt_too_long): {'; '.join(sorted(set(refused.values())))}")
+    if context is not None:
+        over = sum(len(p.token_ids) + config.max_new_tokens > context for i, p in enumerate(prompts) if i not in refused)
         if over:
             notes.append(f"{over} of {len(prompts)} prompts plus max_new_tokens exceed the model's "
-                         f"max_position_embeddings ({limit}): positions past it were never trained")
+                         f"max_position_embeddings ({context}): positions past it were never trained")
     key, run = None, None
     if cache is not None:
         parts = key_parts(fingerprint=model.fingerprint, task_name=task.name, task_digest=task.digest(),
                           prompts=prompts, config=config, backend=backend.describe())
         key = make_key(parts)
-        run = cache.get(key)
+        run = cache.get(key, expect=[p.item_id for p in prompts])
     hit = run is not None
     if run is None:
-        run = backend.generate(prompts, config)
+        run = _generate(backend, prompts, refused, config)
         if cache is not None and key is not None:
             cache.put(key, run, parts)
     records = score_generations(task, run.generations, getattr(backend, "special_tokens", ()))
@@ -252,6 +260,65 @@ def evaluate(model: ModelLike, task: Task, config: GenerationConfig = Generation
             "format": getattr(model, "format", "unknown"), "notes": list(getattr(model, "notes", ()))}
     return TaskResult(info, task, config, prompt_mode, records, run, hit, key, time.perf_counter() - start,
                       tuple(notes))
+
+
+# ------------------------------------------------------------------------------------------- over-long prompts
+
+
+def context_length(model: ModelLike) -> int | None:
+    """The model's context in tokens (its config's ``max_position_embeddings``), None when it does not say."""
+    limit = getattr(getattr(getattr(model, "model", None), "config", None), "max_position_embeddings", None)
+    return limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 else None
+
+
+def item_chars(item: Item) -> int:
+    """Characters of an item's own text (question, context, choices): what its prompt is rendered from."""
+    return len(item.question) + len(item.context or "") + sum(len(c) for c in item.choices)
+
+
+def screen(items: Sequence[Item], backend: Backend, config: GenerationConfig, context: int | None
+           ) -> tuple[list[Prompt], dict[int, str]]:
+    """Render the prompts that can be sent, and say why the others cannot: {index: reason}.
+
+    An item over `MAX_PROMPT_CHARS` is never rendered or tokenized (its prompt is a short stand-in, so the cache
+    key and the samples still name it); a rendered prompt over the model's context or `MAX_PROMPT_TOKENS` is kept
+    as rendered but never generated from. Both end as diagnosis ``prompt_too_long`` (`_generate`).
+    """
+    refused: dict[int, str] = {}
+    sendable = []
+    for i, item in enumerate(items):
+        chars = item_chars(item)
+        if chars > MAX_PROMPT_CHARS:
+            refused[i] = f"item text over evalkit's cap of {MAX_PROMPT_CHARS} characters"
+        else:
+            sendable.append(i)
+    rendered = iter(backend.render([items[i] for i in sendable], config)) if sendable else iter(())
+    cap = min(context, MAX_PROMPT_TOKENS) if context is not None else MAX_PROMPT_TOKENS
+    prompts = []
+    for i, item in enumerate(items):
+        if i in refused:
+            text = item.question[:200]
+            prompts.append(Prompt(item.id, f"{text} …[item text of {item_chars(item)} characters, not rendered]",
+                                  (), "plain"))
+            continue
+        prompt = next(rendered)
+        if len(prompt.token_ids) > cap:
+            refused[i] = (f"prompt over the model's context of {context} tokens" if cap == context else
+                          f"prompt over evalkit's cap of {MAX_PROMPT_TOKENS} tokens")
+        prompts.append(prompt)
+    return prompts, refused
+
+
+def _generate(backend: Backend, prompts: Sequence[Prompt], refused: dict[int, str], config: GenerationConfig
+              ) -> GenerationRun:
+    """Generate for the prompts that can be sent; the refused ones get an empty reply that says why."""
+    sendable = [p for i, p in enumerate(prompts) if i not in refused]
+    run = backend.generate(sendable, config) if sendable else GenerationRun(
+        (), 0.0, {**backend.describe(), "decoder": config.decoder})
+    replies = iter(run.generations)
+    gens = tuple(Generation(p.item_id, p.text, "", "", len(p.token_ids), 0, "prompt_too_long") if i in refused
+                 else next(replies) for i, p in enumerate(prompts))
+    return GenerationRun(gens, run.seconds, run.backend)
 
 
 def _metric_dict(m: metrics.Metric) -> dict[str, Any]:

@@ -80,4 +80,5 @@ def write_run(folder: Path, tasks: tuple[str, ...] = ("zoo_yes_no", "zoo_span"))
                     "ppl_ratio": 6.0 if flood else 1.013, "embedding_cosine": 1.0, "layer_cosine": [0.99, 0.98],
                     "first_divergent_layer": None, "largest_drop_layer": None, "threshold": 0.95})
     writer.add_verdicts(verdicts)
+    writer.close()
     return folder

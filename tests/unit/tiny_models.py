@@ -199,3 +199,12 @@ def make_tiny_zoo(root: Path) -> Path:
             record["base_quantization"] = spec
         (folder / "provenance.json").write_text(json.dumps(record))
     return root
+
+
+def edit_weights(folder: Path, name: str, factor: float) -> None:
+    """Scale one tensor of a folder's model.safetensors in place (0: zeroed, NaN: poisoned, 1.05: a mild variant)."""
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(folder / "model.safetensors")
+    tensors[name] = tensors[name] * factor
+    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})

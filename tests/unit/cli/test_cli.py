@@ -36,12 +36,7 @@ def console(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([str(CONSOLE_SCRIPT), *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
 
 
-def _edit_weights(folder: Path, name: str, factor: float) -> None:
-    from safetensors.torch import load_file, save_file
-
-    tensors = load_file(folder / "model.safetensors")
-    tensors[name] = tensors[name] * factor
-    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+_edit_weights = et.edit_weights
 
 
 @pytest.fixture(scope="module")

@@ -91,6 +91,7 @@ LOOP = "Let me compute. " + "So 2 + 2 = 4, and " * 30
 DIAGNOSIS_CASES = [
     # (raw_text, finish_reason, family, special_tokens, expected, why)
     ("", "eos", None, (), D.EMPTY, "nothing at all"),
+    ("", "prompt_too_long", "math", (), D.PROMPT_TOO_LONG, "never sent: the prompt was too long"),
     ("", "length", None, (), D.EMPTY, "empty beats truncated"),
     (" \n\t ", "eos", None, (), D.WHITESPACE_ONLY, "whitespace"),
     ("\n" * 300, "length", None, (), D.WHITESPACE_ONLY, "whitespace beats truncated and loop"),

@@ -62,7 +62,8 @@ def test_mixed_outputs_histogram_compliance_and_examples():
     assert doc["schema"] == "evalkit.results" and doc["schema_version"] == RESULTS_SCHEMA_VERSION
     assert doc["diagnoses"] == {"ok": 3, "empty": 0, "whitespace_only": 0, "no_box": 1, "malformed_box": 1,
                                 "unclosed_think": 1, "truncated": 1, "repetition_loop": 0,
-                                "special_tokens_only": 0, "invalid_answer": 1}
+                                "special_tokens_only": 0, "invalid_answer": 1,
+                                "prompt_too_long": 0}
     assert doc["compliance"] == 3 / 8
     # gold by item: no yes yes yes no yes yes yes; answered: 0 "yes" (wrong), 1 "no" (wrong), 7 "yes" (right)
     assert doc["metrics"]["accuracy"]["value"] == pytest.approx(1 / 8)
@@ -195,8 +196,11 @@ def test_diagnosis_enum_covers_histogram():
     assert list(_result(YES_NO, [("x", "eos")] * 8).diagnoses) == [d.value for d in Diagnosis]
 
 
-def test_prompts_longer_than_the_model_context_are_noted(tiny, monkeypatch):
-    monkeypatch.setattr(tiny.model.config, "max_position_embeddings", 40)  # zoo prompts are longer than 40 tokens
-    doc = evaluate(tiny, load_task("zoo_span", limit=2), GenerationConfig(max_new_tokens=2)).to_dict()
-    assert any("2 of 2 prompts plus max_new_tokens exceed the model's max_position_embeddings (40)" in n
+def test_prompts_that_fit_but_leave_no_room_for_the_reply_are_noted(tiny, monkeypatch):
+    task = load_task("zoo_span", limit=1)
+    longest = max(len(p.token_ids) for p in HFBackend(tiny.model, tiny.tokenizer).render(task.items, GenerationConfig()))
+    monkeypatch.setattr(tiny.model.config, "max_position_embeddings", longest + 1)  # the prompts fit, replies do not
+    doc = evaluate(tiny, task, GenerationConfig(max_new_tokens=2)).to_dict()
+    assert any(f"1 of 1 prompts plus max_new_tokens exceed the model's max_position_embeddings ({longest + 1})" in n
                for n in doc["notes"])
+    assert doc["diagnoses"]["prompt_too_long"] == 0

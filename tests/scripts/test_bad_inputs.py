@@ -1,0 +1,89 @@
+"""scripts/bad_inputs.py: the harness that runs every bad input through the command line and classifies the outcome
+from the outside (exit status, stderr lines, tracebacks, the user's files before and after). Its classification is
+tested on hand-made results; a few of its cases run for real; docs/bad-inputs.md is its generated table."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+import bad_input_cases as catalogue
+import bad_inputs
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _case(**kw) -> catalogue.Case:
+    return catalogue.Case("x", "g", "what", **{"name_list": ["thing"], **kw})
+
+
+def _ctx(tmp_path: Path) -> catalogue.Ctx:
+    return catalogue.Ctx(tmp_path, tmp_path, REPO)
+
+
+@pytest.mark.parametrize(("rc", "stderr", "expected"), [
+    (2, "evalkit eval: error: thing is bad; fix it\n", "clear"),
+    (2, "usage: evalkit eval [-h]\n       [--x]\nevalkit eval: error: argument thing: bad\n", "clear"),
+    (1, "evalkit eval: error: thing is bad\n", "late"),
+    (2, "evalkit eval: error: other is bad\n", "late"),
+    (2, "a table\n| key | MISMATCH |\nevalkit eval: error: thing\n", "dump"),
+    (1, "Traceback (most recent call last):\n  File x\nValueError: thing\n", "traceback"),
+    (0, "", "silent"),
+    (1, "Traceback (most recent call last):\nRuntimeError: DefaultCPUAllocator: can't allocate memory\n", "hang"),
+])
+def test_a_refusal_is_classified_from_the_outside(rc, stderr, expected, tmp_path):
+    outcome = bad_inputs.classify(_case(), _ctx(tmp_path), catalogue.Result(rc, "", stderr, 1.0), {})
+    assert outcome.outcome == expected, outcome
+
+
+def test_changed_user_files_are_data_loss_whatever_the_exit_status(tmp_path):
+    mine = tmp_path / "mine.txt"
+    mine.write_text("years of work")
+    digests = {mine: bad_inputs.tree_digest(mine)}
+    mine.unlink()
+    outcome = bad_inputs.classify(_case(), _ctx(tmp_path), catalogue.Result(2, "", "evalkit x: error: thing\n", 1),
+                                  digests)
+    assert outcome.outcome == "data loss"
+
+
+def test_a_refusal_after_models_ran_is_late(tmp_path):
+    ctx = _ctx(tmp_path)
+    (ctx.cache / "generations" / "ab").mkdir(parents=True)
+    (ctx.cache / "generations" / "ab" / "k.json").write_text("{}")
+    outcome = bad_inputs.classify(_case(), ctx, catalogue.Result(2, "", "evalkit x: error: thing\n", 1), {})
+    assert outcome.outcome == "late"
+
+
+def test_a_handled_case_needs_its_check_to_hold(tmp_path):
+    ok = _case(want="ok", check=lambda ctx, proc: None)
+    wrong = _case(want="ok", check=lambda ctx, proc: "numbers of another model")
+    result = catalogue.Result(0, "", "", 1.0)
+    assert bad_inputs.classify(ok, _ctx(tmp_path), result, {}).outcome == "handled"
+    assert bad_inputs.classify(wrong, _ctx(tmp_path), result, {}).outcome == "silent"
+
+
+def test_the_catalogue_has_over_a_hundred_distinct_bad_inputs():
+    ids = [c.id for c in catalogue.CASES]
+    assert len(ids) == len(set(ids)) >= 100
+    assert {c.group for c in catalogue.CASES} >= {"command line", "manifest", "model folder", "data file", "cache",
+                                                   "run folder", "report input", "quantize output"}
+
+
+@pytest.mark.parametrize("case_id", ["cli-device-gpu", "m-threshold-nan", "d-utf16", "q-dot", "o-foreign-runjson"])
+def test_fast_cases_are_clear_through_the_real_command_line(case_id, tmp_path):
+    case = next(c for c in catalogue.CASES if c.id == case_id)
+    (tmp_path / "base").mkdir()  # a stand-in for the shared zoo model: every one of these is refused before loading
+    (tmp_path / "base" / "config.json").write_text("{}")
+    outcome = bad_inputs.run_case(case, tmp_path, REPO)
+    assert outcome.outcome == "clear", outcome
+
+
+def test_the_docs_table_is_generated_and_every_input_is_clear_or_handled():
+    text = (REPO / "docs" / "bad-inputs.md").read_text()
+    assert "<!-- generated -->" in text
+    now = re.search(r"\| \*\*all \(now\)\*\* \| (\d+) \| (.*) \|", text)
+    assert now, "run scripts/bad_inputs.py --table docs/bad-inputs.md ..."
+    counts = [int(c.strip("* ")) for c in now.group(2).split("|")]
+    assert sum(counts[:2]) == int(now.group(1)) == len(catalogue.CASES)  # clear + handled: everything
