@@ -60,8 +60,9 @@ def test_a_handled_case_needs_its_check_to_hold(tmp_path):
     ok = _case(want="ok", check=lambda ctx, proc: None)
     wrong = _case(want="ok", check=lambda ctx, proc: "numbers of another model")
     result = catalogue.Result(0, "", "", 1.0)
-    assert bad_inputs.classify(ok, _ctx(tmp_path), result, {}).outcome == "handled"
-    assert bad_inputs.classify(wrong, _ctx(tmp_path), result, {}).outcome == "silent"
+    ctx = _ctx(tmp_path)
+    assert bad_inputs.classify(ok, ctx, result, {}).outcome == "handled"
+    assert bad_inputs.classify(wrong, ctx, result, {}).outcome == "silent"
 
 
 def test_the_catalogue_has_over_a_hundred_distinct_bad_inputs():

@@ -16,6 +16,7 @@ from evalkit.models.loading import load_model
 from evalkit.run.cache import Cache
 from evalkit.run.engine import evaluate
 from evalkit.run.generation import GenerationConfig
+from bad_input_helpers import tiny_models  # noqa: F401 (fixtures)
 
 CONFIG = GenerationConfig(max_new_tokens=4)
 

@@ -13,6 +13,7 @@ import pytest
 
 from evalkit.data.tasks import load_task
 from evalkit.errors import TaskError
+from bad_input_helpers import run_cli, tiny_models  # noqa: F401 (fixtures)
 
 ROW = {"question": "is the sky blue", "passage": "The sky is blue.", "answer": True}
 ROWS = "".join(json.dumps({**ROW, "question": f"is the sky blue {i}"}) + "\n" for i in range(3))

@@ -18,6 +18,7 @@ from evalkit.errors import RunError
 from evalkit.report.rundir import load_run
 from evalkit.report.tables import rows
 from evalkit.report.writer import write_reports
+from bad_input_helpers import tiny_models  # noqa: F401 (fixtures)
 
 FAST = ["--limit", "3", "--max-new-tokens", "4", "--device", "cpu", "-q"]
 

@@ -14,6 +14,7 @@ import pytest
 
 from evalkit.errors import ManifestError
 from evalkit.gate.manifest import Thresholds, loads
+from bad_input_helpers import run_cli, tiny_models  # noqa: F401 (fixtures)
 
 BASE = ("[gate]\n{gate}cache = \"{cache}\"\n[tasks.zoo_yes_no]\nlimit = 2\n{task}[models.base]\npath = \"{model}\"\n"
         "{model_extra}")

@@ -18,6 +18,7 @@ from evalkit.models.loading import load_model
 from evalkit.run import engine
 from evalkit.run.engine import evaluate
 from evalkit.run.generation import GenerationConfig
+from bad_input_helpers import zoo_base  # noqa: F401 (fixtures)
 
 SHORT = {"question": "is the sky blue", "passage": "The sky is blue.", "answer": True}
 

@@ -16,6 +16,7 @@ import pytest
 
 from evalkit.errors import QuantizationError
 from evalkit.models.quantization import atomic_folder
+from bad_input_helpers import run_cli, tiny_models  # noqa: F401 (fixtures)
 
 
 def _tree(root: Path) -> list[tuple[str, bytes]]:

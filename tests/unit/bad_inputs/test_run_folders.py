@@ -24,6 +24,7 @@ import pytest
 from evalkit.errors import RunError
 from evalkit.report.rundir import RunWriter, load_run
 from evalkit.report.writer import write_reports
+from bad_input_helpers import run_cli, tiny_models, zoo_base, zoo_pair  # noqa: F401 (fixtures)
 
 REPO = Path(__file__).resolve().parents[3]
 FAST = ["--limit", "3", "--max-new-tokens", "4", "--device", "cpu", "-q"]

@@ -1,5 +1,7 @@
-"""The bad-input suite (issue 13): what a careless or hostile user gives evalkit, one test per class, each a
-reproduction that failed before the fix. Shared here: real model folders on disk and the command line's runner.
+"""Fixtures of the bad-input suite (tests/unit/bad_inputs/, issue 13): what a careless or hostile user gives evalkit,
+one test per class, each a reproduction that failed before the fix. Shared here: real model folders on disk and the
+command line's runner. (A module, not a conftest.py: a nested conftest shadows tests/unit/conftest.py under
+--doctest-modules; the tests import the fixtures they use, as with tiny_models.)
 
 Models are the fixture zoo's trained ``base`` (512 positions; tests needing it skip when fixtures/zoo is absent) and
 tiny random Qwen3 folders (tests/unit/tiny_models.py), changed by real means (zeroed embeddings, NaN weights).
@@ -16,7 +18,7 @@ import pytest
 import tiny_models as et
 from evalkit import cli
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 ZOO_BASE = Path(os.environ.get("EVALKIT_ZOO_DIR") or REPO / "fixtures" / "zoo") / "base"
 
 
