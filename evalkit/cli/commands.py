@@ -267,7 +267,7 @@ def cmd_zoo_build(args: argparse.Namespace) -> int:
 def cmd_zoo_list(args: argparse.Namespace) -> int:
     for name, v in zoo.VARIANTS.items():
         path = zoo.variant_path(name, args.zoo_dir, args.cache_dir)
-        state = "present" if path.is_dir() else "not built" if v.kind in ("quantized", "broken") else "missing"
+        state = "present" if path.is_dir() else "not built" if v.kind in ("quantized", "broken", "mutation") else "missing"
         print(f"{name:<48} {v.kind:<9} parent {v.parent:<32} {state}")
         if v.expected:
             print(f"{'':<48} expected failure: {v.expected}")

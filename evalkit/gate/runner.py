@@ -20,6 +20,7 @@ from evalkit.errors import DriftError, GateError, ManifestError, ModelLoadError,
 from evalkit.gate.checks import CHECKS, check
 from evalkit.gate.manifest import Case, Manifest, Thresholds, load
 from evalkit.gate.records import Evidence, Failure, Verdict
+from evalkit.models.artifacts import Difference
 from evalkit.gate.render import GateReport
 from evalkit.gate.summary import golden, summarize
 from evalkit.models.loading import LoadedModel, load_model
@@ -27,7 +28,7 @@ from evalkit.run.cache import Cache
 from evalkit.run.device import resolve_device
 from evalkit.run.drift import DriftResult, drift, teacher_from_generations
 from evalkit.run.engine import TaskResult, evaluate
-from evalkit.run.generation import GenerationConfig
+from evalkit.run.generation import GenerationConfig, render_prompts
 
 __all__ = ["Gate", "run_gate", "select_cases", "verdict"]
 
@@ -65,6 +66,7 @@ class Gate:
         self._tasks: dict[str, Task | Failure] = {}
         self._results: dict[tuple[str, str], TaskResult | Failure] = {}  # (model, task) -> result or why not
         self._drift: dict[tuple[str, str], DriftResult | Failure | None] = {}  # (model, task) -> drift or why not
+        self._artifacts: dict[tuple[str, str], tuple[Difference, ...]] = {}  # (model, task) -> vs the parent's
         self._model_errors: dict[str, Failure] = {}
         self._verdicts: dict[tuple[str, str], Verdict] = {}
         self._identities: dict[str, dict[str, str]] = {}
@@ -92,7 +94,8 @@ class Gate:
         d = self._drift.get((model, task))
         return Evidence(model, task, own, metric, parent_name=spec.parent, parent=theirs,
                         drift=d if isinstance(d, DriftResult) else None,
-                        drift_error=d if isinstance(d, Failure) else None, identity=identity)
+                        drift_error=d if isinstance(d, Failure) else None, identity=identity,
+                        artifacts=self._artifacts.get((model, task)))
 
     def identity(self, model: str, result: TaskResult) -> dict[str, str]:
         """What a snapshot records of an evaluated checkpoint, so that a swapped one always shows in review: its
@@ -171,6 +174,9 @@ class Gate:
         if spec.parent is not None:
             self._process(spec.parent)
         loaded = self._load(model)
+        parent = self._load(spec.parent) if loaded is not None and spec.parent is not None else None
+        if loaded is not None and parent is not None:  # before any generation: the cheap root causes first
+            self._compare_artifacts(model, loaded, parent)
         for t in self._tasks_of(model):
             result = self._model_errors[model] if loaded is None else self._evaluate(model, loaded, t)
             self._results[(model, t)] = result
@@ -178,7 +184,22 @@ class Gate:
         if loaded is not None and spec.parent is not None and spec.parent not in self._model_errors:
             parent = self._load(spec.parent)
             for t in self._tasks_of(model):
-                self._drift[(model, t)] = self._compute_drift(loaded, parent, spec.parent, t)
+                self._drift[(model, t)] = self._compute_drift(model, loaded, parent, spec.parent, t)
+
+    def _compare_artifacts(self, model: str, loaded: LoadedModel, parent: LoadedModel) -> None:
+        """Differences from the parent's artifacts, per task: the model's own (tokenizer, template, generation
+        config, architecture), then the first item whose rendered prompt differs."""
+        from evalkit.models.artifacts import compare, compare_prompts, describe
+
+        own = compare(describe(loaded.model, loaded.tokenizer), describe(parent.model, parent.tokenizer))
+        for t in self._tasks_of(model):
+            task = self._task(t)
+            prompts = None
+            if isinstance(task, Task):
+                mine, theirs = (render_prompts(m.tokenizer, task.items, self._config()) for m in (loaded, parent))
+                prompts = compare_prompts([(p.item_id, p.text, p.token_ids) for p in mine],
+                                          [(p.item_id, p.text, p.token_ids) for p in theirs])
+            self._artifacts[(model, t)] = own + ((prompts,) if prompts else ())
 
     def _load(self, model: str) -> LoadedModel | None:
         if model in self._model_errors:
@@ -233,11 +254,16 @@ class Gate:
                  f"({'cache' if result.cache_hit else f'{result.run.seconds:.1f}s'})")
         return result
 
-    def _compute_drift(self, loaded: LoadedModel, parent: LoadedModel | None, parent_name: str, task: str
-                       ) -> DriftResult | Failure | None:
+    def _compute_drift(self, model: str, loaded: LoadedModel, parent: LoadedModel | None, parent_name: str,
+                       task: str) -> DriftResult | Failure | None:
         theirs = self._results.get((parent_name, task))
         if parent is None or not isinstance(theirs, TaskResult):
             return None
+        differences = self._artifacts.get((model, task), ())
+        vocab = next((d for d in differences if d.diagnosis == "tokenizer_mismatch" and d.detail.startswith("vocab")),
+                     None)
+        if vocab is not None:  # next-token distributions over other vocabularies do not compare
+            return Failure("tokenizer_mismatch", f"{model} and {parent_name} have different vocabularies ({vocab.detail})")
         started = time.perf_counter()
         try:
             seqs = teacher_from_generations(parent.tokenizer, theirs.run.generations[: self.manifest.gate.drift_limit],

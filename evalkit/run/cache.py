@@ -27,7 +27,7 @@ from evalkit.run.generation import Generation, GenerationConfig, GenerationRun, 
 
 __all__ = ["CACHE_PACKAGES", "Cache", "cache_versions", "key_parts", "make_key"]
 
-CACHE_FORMAT = 1  # bump when the stored layout changes
+CACHE_FORMAT = 2  # bump when the stored layout changes (2: each generation keeps its token ids, for drift)
 GENERATION_CODE_VERSION = 1  # bump when evalkit.run.generation changes what it produces for the same inputs
 DEFAULT_CACHE_DIR = Path(".evalkit") / "cache"
 CACHE_PACKAGES = ("torch", "transformers", "compressed-tensors", "peft", "bitsandbytes")

@@ -26,7 +26,7 @@ from evalkit.core.types import Item
 from evalkit.data.tasks import Task
 from evalkit.run.backends import BACKENDS
 from evalkit.run.cache import Cache, cache_versions, key_parts, make_key
-from evalkit.run.generation import Backend, Generation, GenerationConfig, GenerationRun
+from evalkit.run.generation import Backend, Generation, GenerationConfig, GenerationRun, end_of_turn_tokens
 
 RESULTS_SCHEMA = "evalkit.results"
 RESULTS_SCHEMA_VERSION = 1
@@ -67,6 +67,7 @@ class SampleRecord:
             "gold": list(self.item.answers),
             "prompt": g.prompt,
             "raw_text": g.raw_text,
+            "answer_text": g.raw_text[: self.extraction.turn_end],  # the reply's own turn: what extraction read
             "text": g.text,
             "prompt_tokens": g.prompt_tokens,
             "output_tokens": g.output_tokens,
@@ -191,8 +192,8 @@ class TaskResult:
 # ---------------------------------------------------------------------------------------------------- core
 
 
-def score_generations(task: Task, generations: Sequence[Generation], special_tokens: Sequence[str] = ()
-                      ) -> tuple[SampleRecord, ...]:
+def score_generations(task: Task, generations: Sequence[Generation], special_tokens: Sequence[str] = (),
+                      end_of_turn: Sequence[str] = ()) -> tuple[SampleRecord, ...]:
     """Extract, diagnose and score each generation against its item (pure: strings in, records out).
 
     >>> from evalkit.core.types import Item
@@ -207,7 +208,8 @@ def score_generations(task: Task, generations: Sequence[Generation], special_tok
     for item, gen in zip(task.items, generations, strict=True):
         if gen.item_id != item.id:
             raise ValueError(f"{task.name}: generation for item {gen.item_id!r} paired with item {item.id!r}")
-        ex = extract(gen.raw_text, item.family, finish_reason=gen.finish_reason, special_tokens=special_tokens)
+        ex = extract(gen.raw_text, item.family, finish_reason=gen.finish_reason, special_tokens=special_tokens,
+                     end_of_turn=end_of_turn)
         records.append(SampleRecord(item, gen, ex, score(item, ex)))
     return tuple(records)
 
@@ -247,7 +249,8 @@ def evaluate(model: ModelLike, task: Task, config: GenerationConfig = Generation
         run = backend.generate(prompts, config)
         if cache is not None and key is not None:
             cache.put(key, run, parts)
-    records = score_generations(task, run.generations, getattr(backend, "special_tokens", ()))
+    turn = end_of_turn_tokens(model.tokenizer, getattr(backend, "eos_ids", ()))
+    records = score_generations(task, run.generations, getattr(backend, "special_tokens", ()), turn)
     info = {"path": str(getattr(model, "path", "")), "fingerprint": model.fingerprint,
             "format": getattr(model, "format", "unknown"), "notes": list(getattr(model, "notes", ()))}
     return TaskResult(info, task, config, prompt_mode, records, run, hit, key, time.perf_counter() - start,

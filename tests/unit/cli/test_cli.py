@@ -370,7 +370,9 @@ def test_zoo_eval_then_report_reproduces_the_method_table(tmp_path):
         assert "✅ Proper `\\boxed{}`" in rows[label], rows[label]  # the trained zoo answers in format
     assert "| SmoothQuant (post-training) | 8/8 |" in table and "| GPTQ (post-training) | 4 |" in table
     broken = rows["Known-broken (gate self-test)"]
-    assert "❌ Broken (2/2 fail: runaway" in broken and broken.split(" | ")[3].startswith("❌")
+    # lost_eos: its root cause is named first (the eos token changed against the parent's); its replies still end
+    # their turn at <|im_end|>, so what it answers within the turn is well-formed (issue 12: replies end there)
+    assert "❌ Broken (2/2 fail: tokenizer_mismatch" in broken and broken.split(" | ")[3].startswith("✅")
 
 
 @pytest.mark.slow
@@ -382,8 +384,9 @@ def test_zoo_debug_shows_why_a_known_broken_variant_fails(tmp_path):
     assert proc.stdout.count("--- [") == 3 and "generation stops at: <|endoftext|>" in proc.stdout
     assert proc.stdout.count("stopped by length") == 3
     assert proc.stdout.count("hint       the reply holds <|im_end|>, which does not stop generation") == 3
-    # Each reply boxed an answer, ran on past its <|im_end|> and ended in a stray empty box: no valid answer left.
-    assert "compliance 0/3 (0%)" in proc.stdout
+    # Each reply boxed its answer, then ran on past its <|im_end|> into hallucinated turns ending in stray empty
+    # boxes; only its own turn is read (issue 12), so the answer it gave before <|im_end|> is the one scored.
+    assert "compliance 3/3 (100%)" in proc.stdout and "diagnoses  ok 3" in proc.stdout
 
 
 def test_doctests():

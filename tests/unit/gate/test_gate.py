@@ -63,7 +63,8 @@ def _evidence(task: Task, variant: Callable[[int, Item], str] | None, parent: Ca
         if variant else None
     theirs = _result(task, parent, seconds=kw.pop("parent_seconds", 2.0)) if parent else None  # type: ignore[arg-type]
     return Evidence("variant", task.name, mine, "accuracy", parent_name="parent" if parent else None, parent=theirs,
-                    drift=kw.pop("drift", _drift() if parent else None), **kw)  # type: ignore[arg-type]
+                    drift=kw.pop("drift", _drift() if parent else None),
+                    artifacts=kw.pop("artifacts", () if parent else None), **kw)  # type: ignore[arg-type]
 
 
 def _statuses(ev: Evidence, th: Thresholds = Thresholds()) -> dict[str, str]:
@@ -238,7 +239,13 @@ def test_require_maps_statuses_to_pytest_outcomes() -> None:
     with pytest.raises(pytest.fail.Exception, match="compliance FAIL - empty"):
         require(failed)
     with pytest.raises(pytest.xfail.Exception, match="known-broken model caught"):
-        require(failed, expect="fail")
+        require(failed, expect="fail", expected=("empty",))
+    with pytest.raises(pytest.fail.Exception, match=r"unexpected reason \(empty; expected no_box\)"):
+        require(failed, expect="fail", expected=("no_box",))  # issue 12: not among its diagnoses -> a real failure
+    load_error = check("compliance", Evidence("m", "t", None, "accuracy", error=Failure("load_error", "gone")),
+                       Thresholds())
+    with pytest.raises(pytest.fail.Exception, match="unexpected reason.*load_error: the model folder"):
+        require(load_error, expect="fail", expected=("empty",))
     with pytest.raises(pytest.skip.Exception, match="no absolute floor"):
         require(check("metric_floor", ev, Thresholds()))
     require(check("drift", ev, Thresholds()))  # a pass returns

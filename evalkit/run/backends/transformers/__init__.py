@@ -121,6 +121,7 @@ class HFBackend:
             prompt_tokens=len(prompt.token_ids),
             output_tokens=len(tokens),
             finish_reason="length" if cut is None else "eos",
+            token_ids=tuple(tokens),
         )
 
 
