@@ -9,6 +9,14 @@ xfail where the gate catches them, and `test_known_broken_is_caught` asserts the
 from evalkit.pytest.assertions import GateCase
 
 
+def test_artifacts(variant_case: GateCase) -> None:
+    variant_case.require("artifacts")
+
+
+def test_finite(gate_case: GateCase) -> None:
+    gate_case.require("finite")
+
+
 def test_prompt(variant_case: GateCase) -> None:
     variant_case.require("prompt")
 

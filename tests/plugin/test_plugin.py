@@ -96,7 +96,7 @@ def test_zoo_manifest_becomes_parametrized_tests(gate_dir: pytest.Pytester) -> N
         "test_gate_copy.py::test_known_broken_is_caught[cpu-b2-zoo_yes_no]",
         "test_gate_copy.py::test_known_broken_is_caught[cpu-b2-zoo_math]",
     ]
-    assert len(ids) == 5 * 2 * 5 + 3 * 2 * 5 + 2  # 5 models x 2 tasks x 5 tests, 3 variants x 3, 2 broken
+    assert len(ids) == 5 * 2 * 6 + 3 * 2 * 6 + 2  # 5 models x 2 tasks x 6 tests, 3 variants x 6 more, 2 broken
 
 
 def test_default_manifest_is_the_fixture_zoo(gate_dir: pytest.Pytester) -> None:
@@ -122,8 +122,8 @@ def test_gpu_flavour_skips_cleanly_without_cuda(gate_dir: pytest.Pytester) -> No
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here: the gpu flavour runs instead of skipping")
     result = gate_dir.runpytest(*PLUGINS, "--zoo", "ghosts.toml", "-m", "gpu", "-rs")
-    result.assert_outcomes(skipped=5 * 2 * 5 + 3 * 2 * 5 + 2, deselected=5 * 2 * 5 + 3 * 2 * 5 + 2)
-    result.stdout.fnmatch_lines(["*SKIPPED [[]82[]] test_gate_copy.py: needs a CUDA GPU (marker gpu)*"])
+    result.assert_outcomes(skipped=5 * 2 * 6 + 3 * 2 * 6 + 2, deselected=5 * 2 * 6 + 3 * 2 * 6 + 2)
+    result.stdout.fnmatch_lines(["*SKIPPED [[]98[]] test_gate_copy.py: needs a CUDA GPU (marker gpu)*"])
 
 
 def test_a_broken_model_fails_only_its_own_tests_and_expected_failures_xfail(gate_dir: pytest.Pytester) -> None:
@@ -142,9 +142,17 @@ def test_a_broken_model_fails_only_its_own_tests_and_expected_failures_xfail(gat
 def test_wrong_expected_diagnosis_is_reported(gate_dir: pytest.Pytester) -> None:
     gate_dir.makefile(".toml", wrong=GHOSTS.replace('diagnosis = "load_error"', 'diagnosis = "empty"'))
     result = gate_dir.runpytest(*PLUGINS, "--zoo", "wrong.toml", "--gate-device", "cpu", "-k", "known_broken")
-    result.assert_outcomes(failed=2, deselected=5 * 2 * 5 + 3 * 2 * 5)
+    result.assert_outcomes(failed=2, deselected=5 * 2 * 6 + 3 * 2 * 6)
     result.stdout.fnmatch_lines(["*b2 on zoo_math: known-broken model caught for the wrong reason: it fails as "
                                  "load_error, expected empty*"])
+
+
+def test_a_known_broken_models_checks_fail_for_a_diagnosis_it_does_not_expect(gate_dir: pytest.Pytester) -> None:
+    """Issue 12: before, every failing check of a known-broken model was an xfail ("caught"), a load error too."""
+    gate_dir.makefile(".toml", wrong=GHOSTS.replace('diagnosis = "load_error"', 'diagnosis = "empty"'))
+    result = gate_dir.runpytest(*PLUGINS, "--zoo", "wrong.toml", "--gate-device", "cpu", "-k", "b2 and compliance")
+    result.assert_outcomes(failed=2, deselected=5 * 2 * 6 + 3 * 2 * 6)
+    result.stdout.fnmatch_lines(["*known-broken model failed for an unexpected reason (load_error; expected empty)*"])
 
 
 def test_terminal_summary_reports_every_case(gate_dir: pytest.Pytester) -> None:

@@ -108,15 +108,7 @@ def folders(tmp_path_factory) -> dict[str, Path]:
     words = tok["model"]["vocab"]
     words["yes"], words["no"] = words["no"], words["yes"]
     (vocab / "tokenizer.json").write_text(json.dumps(tok))
-    shallow = variant("shallow")  # fewer decoder layers, consistently
-    from safetensors.torch import load_file, save_file
-
-    tensors = {k: v for k, v in load_file(shallow / "model.safetensors").items()
-               if not k.startswith(("model.layers.2.", "model.layers.3."))}
-    save_file(tensors, shallow / "model.safetensors", metadata={"format": "pt"})
-    cfg = json.loads((shallow / "config.json").read_text())
-    cfg["num_hidden_layers"], cfg["layer_types"] = 2, cfg["layer_types"][:2]
-    (shallow / "config.json").write_text(json.dumps(cfg))
+    et.truncate_depth(variant("shallow"), 2)  # fewer decoder layers, consistently
     return out
 
 
