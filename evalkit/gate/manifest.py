@@ -198,7 +198,7 @@ class Manifest:
 _THRESHOLD_KEYS = {f.name: f.type for f in dataclasses.fields(Thresholds)}
 _GATE_KEYS = {f.name for f in dataclasses.fields(GateSettings)}
 _TASK_KEYS = {"source", "limit", "gpu_limit", "metric", "thresholds"}
-_MODEL_KEYS = {"path", "parent", "base", "dtype", "tasks", "expect", "diagnosis", "note", "thresholds"}
+_MODEL_KEYS = {"path", "parent", "base", "dtype", "tasks", "expect", "diagnosis", "symptoms", "note", "thresholds"}
 _TOP_KEYS = {"gate", "thresholds", "tasks", "models"}
 
 
@@ -352,18 +352,22 @@ def _model(name: str, body: Any, root: Path, tasks: Mapping[str, TaskEntry], whe
     if expect not in ("pass", "fail"):
         raise where.fail(table, f"expect must be \"pass\" or \"fail\", got {expect!r}")
     kw["expect"] = expect
-    diagnosis = body.get("diagnosis", ())
-    if isinstance(diagnosis, str):
-        diagnosis = (diagnosis,)
-    diagnosis = tuple(where.typed(diagnosis, (list, tuple), table, "diagnosis"))
-    if diagnosis and expect != "fail":
-        raise where.fail(table, "diagnosis names why a known-broken model fails; it needs expect = \"fail\"")
+    diagnosis, symptoms = (_names(body, key, table, where) for key in ("diagnosis", "symptoms"))
+    if (diagnosis or symptoms) and expect != "fail":
+        raise where.fail(table, "diagnosis and symptoms name why a known-broken model fails; each needs "
+                                "expect = \"fail\"")
     if expect == "fail" and not diagnosis:
         raise where.fail(table, "expect = \"fail\" needs the expected diagnosis, e.g. diagnosis = \"empty\" "
                                 "(see docs/gate.md for the names)")
-    kw["diagnosis"] = diagnosis
+    kw["diagnosis"], kw["symptoms"] = diagnosis, symptoms
     kw["thresholds"] = _thresholds(body.get("thresholds", {}), where, f"[models.{name}.thresholds]")
     return ModelSpec(**kw)
+
+
+def _names(body: Mapping[str, Any], key: str, table: str, where: _Where) -> tuple[str, ...]:
+    """A diagnosis list of a model table: one name or a list of names."""
+    value = body.get(key, ())
+    return tuple(where.typed((value,) if isinstance(value, str) else value, (list, tuple), table, key))
 
 
 def _resolve(path: str, root: Path) -> Path:

@@ -155,6 +155,17 @@ def test_a_known_broken_models_checks_fail_for_a_diagnosis_it_does_not_expect(ga
     result.stdout.fnmatch_lines(["*known-broken model failed for an unexpected reason (load_error; expected empty)*"])
 
 
+def test_a_symptom_is_an_xfail_but_never_a_catch(gate_dir: pytest.Pytester) -> None:
+    """`symptoms` lets a known-broken model's checks fail with them (xfail), but only a root cause (`diagnosis`)
+    counts as caught: a model failing for a listed symptom alone is still "caught for the wrong reason"."""
+    manifest = GHOSTS.replace('diagnosis = "load_error"', 'diagnosis = "empty"\nsymptoms = ["load_error"]')
+    gate_dir.makefile(".toml", symptom=manifest)
+    result = gate_dir.runpytest(*PLUGINS, "--zoo", "symptom.toml", "--gate-device", "cpu", "-k", "b2", "-rx")
+    result.assert_outcomes(failed=2, xfailed=2 * 12, deselected=72)  # every check and snapshot test of b2 on 2 tasks
+    result.stdout.fnmatch_lines(["*b2 on zoo_math: known-broken model caught for the wrong reason: it fails as "
+                                 "load_error, expected empty*"])
+
+
 def test_terminal_summary_reports_every_case(gate_dir: pytest.Pytester) -> None:
     result = gate_dir.runpytest(*PLUGINS, "--zoo", "ghosts.toml", "--gate-device", "cpu", "-k", "compliance")
     result.stdout.fnmatch_lines([
