@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from evalkit.core.extract import Diagnosis
 
 if TYPE_CHECKING:  # the engine and drift load with the first evaluation, not with the records
+    from evalkit.run.generation import Phases
     from evalkit.run.drift import DriftResult
     from evalkit.run.engine import TaskResult
 
@@ -81,6 +82,7 @@ class Evidence:
     parent_error: Failure | None = None
     drift_error: Failure | None = None
     identity: Mapping[str, str] = field(default_factory=dict)  # what the checkpoint is (`Gate.identity`)
+    speed: tuple[Phases, Phases] | None = None  # (model, parent): each one's fastest phases over its tasks (Gate)
 
 
 @dataclass(frozen=True, slots=True)

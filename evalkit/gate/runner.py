@@ -27,7 +27,8 @@ from evalkit.run.cache import Cache
 from evalkit.run.device import resolve_device
 from evalkit.run.drift import DriftResult, drift, teacher_from_generations
 from evalkit.run.engine import TaskResult, evaluate
-from evalkit.run.generation import GenerationConfig
+from evalkit.run.generation import GenerationConfig, Phases
+from evalkit.run.timing import fastest
 
 __all__ = ["Gate", "run_gate", "select_cases", "verdict"]
 
@@ -92,7 +93,14 @@ class Gate:
         d = self._drift.get((model, task))
         return Evidence(model, task, own, metric, parent_name=spec.parent, parent=theirs,
                         drift=d if isinstance(d, DriftResult) else None,
-                        drift_error=d if isinstance(d, Failure) else None, identity=identity)
+                        drift_error=d if isinstance(d, Failure) else None, identity=identity,
+                        speed=self._speed(model, spec.parent))
+
+    def _speed(self, model: str, parent: str) -> tuple[Phases, Phases] | None:
+        """Issue 18: each model's fastest phases over its tasks (`evalkit.run.timing.fastest`), for the speed check."""
+        mine, theirs = (fastest(r.run.phases for t in self._tasks_of(m)
+                                if isinstance(r := self._results.get((m, t)), TaskResult)) for m in (model, parent))
+        return (mine, theirs) if mine is not None and theirs is not None else None
 
     def identity(self, model: str, result: TaskResult) -> dict[str, str]:
         """What a snapshot records of an evaluated checkpoint, so that a swapped one always shows in review: its
