@@ -123,7 +123,7 @@ def _run_gate(manifest: Manifest, cases: Sequence[Case], *, device: str | None, 
         bar.update(1)
         bar.set_postfix_str(f"{model} on {task}", refresh=True)
 
-    gate = Gate(manifest, device=device, limit=limit, log=log, progress=progress)
+    gate = Gate(manifest, device=device, limit=limit, log=log, progress=progress, helper=True)
     try:
         report = gate.report(cases)
     finally:

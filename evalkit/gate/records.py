@@ -15,6 +15,7 @@ from evalkit.core.extract import Diagnosis
 
 if TYPE_CHECKING:  # the engine and drift load with the first evaluation, not with the records
     from evalkit.models.artifacts import Difference
+    from evalkit.run.generation import Phases
     from evalkit.run.drift import DriftResult
     from evalkit.run.engine import TaskResult
 
@@ -92,6 +93,7 @@ class Evidence:
     drift_error: Failure | None = None
     identity: Mapping[str, str] = field(default_factory=dict)  # what the checkpoint is (`Gate.identity`)
     artifacts: tuple[Difference, ...] | None = None  # differences from the parent's artifacts; None: not compared
+    speed: tuple[Phases, Phases] | None = None  # (model, parent): each one's fastest phases over its tasks (Gate)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,12 +7,14 @@ evidence, and run every check over it -> `Verdict`s and a `GateReport`.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
+import os
 import time
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from evalkit.core.metrics import PRIMARY_METRIC
 from evalkit.data.tasks import Task, load_task
@@ -28,7 +30,8 @@ from evalkit.run.cache import Cache
 from evalkit.run.device import resolve_device
 from evalkit.run.drift import DriftResult, drift, teacher_from_generations
 from evalkit.run.engine import TaskResult, evaluate
-from evalkit.run.generation import GenerationConfig, render_prompts
+from evalkit.run.generation import GenerationConfig, Phases, render_prompts
+from evalkit.run.timing import fastest
 
 __all__ = ["Gate", "run_gate", "select_cases", "verdict"]
 
@@ -54,13 +57,14 @@ class Gate:
 
     def __init__(self, manifest: Manifest, *, device: str | None = None, limit: int | None = None,
                  log: Callable[[str], None] | None = None, progress: Callable[[str, str], None] | None = None,
-                 max_loaded: int = 3) -> None:
+                 max_loaded: int = 3, helper: bool = False) -> None:
         self.manifest = manifest
         self.device = resolve_device(device or manifest.gate.device)
         self.limit = limit
         self.log = log or (lambda _msg: None)
         self.progress = progress or (lambda _model, _task: None)
         self.max_loaded = max(2, max_loaded)
+        self.helper = helper  # a second process builds zoo variants and generates beside this one (2+ cores)
         self.timings: dict[str, float] = collections.defaultdict(float)
         self._loaded: collections.OrderedDict[str, LoadedModel] = collections.OrderedDict()
         self._tasks: dict[str, Task | Failure] = {}
@@ -95,7 +99,14 @@ class Gate:
         return Evidence(model, task, own, metric, parent_name=spec.parent, parent=theirs,
                         drift=d if isinstance(d, DriftResult) else None,
                         drift_error=d if isinstance(d, Failure) else None, identity=identity,
-                        artifacts=self._artifacts.get((model, task)))
+                        artifacts=self._artifacts.get((model, task)),
+                        speed=self._speed(model, spec.parent))
+
+    def _speed(self, model: str, parent: str) -> tuple[Phases, Phases] | None:
+        """Issue 18: each model's fastest phases over its tasks (`evalkit.run.timing.fastest`), for the speed check."""
+        mine, theirs = (fastest(r.run.phases for t in self._tasks_of(m)
+                                if isinstance(r := self._results.get((m, t)), TaskResult)) for m in (model, parent))
+        return (mine, theirs) if mine is not None and theirs is not None else None
 
     def identity(self, model: str, result: TaskResult) -> dict[str, str]:
         """What a snapshot records of an evaluated checkpoint, so that a swapped one always shows in review: its
@@ -130,7 +141,11 @@ class Gate:
     def report(self, cases: Iterable[Case] | None = None) -> GateReport:
         """Verdicts for `cases` (default: every case of the manifest), computing what is missing."""
         started = time.perf_counter()
-        verdicts = tuple(self.verdict(c.model, c.task) for c in (cases or self.manifest.cases()))
+        cases = list(cases or self.manifest.cases())
+        with self._helping(cases) as helped:
+            if helped:
+                self._evaluate_ready_first(cases)
+            verdicts = tuple(self.verdict(c.model, c.task) for c in cases)
         self.timings["total"] += time.perf_counter() - started
         return GateReport(verdicts, dict(self.timings), self.device)
 
@@ -140,6 +155,78 @@ class Gate:
         return GateReport(tuple(done), {**self.timings, "total": time.perf_counter() - self._started}, self.device)
 
     # -- evaluation --------------------------------------------------------------------------------------------------
+
+    # --- issue 18: a second process builds zoo variants, then evaluates from the end of the plan --------------------
+
+    def _plan(self, cases: Sequence[Case]) -> list[str]:
+        """The models `cases` need, each parent before its variants."""
+        from evalkit.core.lineage import with_ancestors
+
+        return with_ancestors([c.model for c in cases], lambda n: self.manifest.models[n].parent)
+
+    @contextlib.contextmanager
+    def _helping(self, cases: Sequence[Case]) -> Iterator[bool]:
+        """With ``helper`` and 2+ cores, a second process (`_helper`) works beside this one: it builds the zoo
+        variants `cases` need (single-threaded by design, for deterministic bytes), then generates from the end of
+        the plan into the shared cache until it meets models this process has done. Yields whether it runs. Every
+        model still comes through `_path` and `evaluate` here, which read what the helper made (the same bytes:
+        builds are deterministic and generations are the same code with the same settings), so the verdicts, the
+        snapshot parts and the results are those of a gate without it."""
+        plan = self._plan(cases)
+        names = [z for m in plan if (z := self.manifest.models[m].zoo_name) is not None]
+        if not self.helper or (os.cpu_count() or 1) < 2:
+            yield False
+            return
+        import multiprocessing
+
+        from evalkit.zoo.build import prebuild_order
+
+        spawn = multiprocessing.get_context("spawn")
+        stop = spawn.Event()
+        worker = spawn.Process(target=_helper, daemon=True,
+                               args=(self.manifest, self.device, self.limit, prebuild_order(names), plan[::-1], stop))
+        worker.start()
+        try:
+            yield True
+        finally:
+            stop.set()  # this process has everything: the helper ends after the build or task it is on
+            worker.join(timeout=60)
+            if worker.is_alive():
+                worker.terminate()
+                worker.join()
+
+    def _evaluate_ready_first(self, cases: Sequence[Case]) -> None:
+        """Evaluate the models `cases` need, each next one the first whose build is finished (else the first in
+        order, built or waited for here): the verdicts that follow read these results in manifest order."""
+        from evalkit.zoo.build import looks_built
+
+        def ready(model: str) -> bool:
+            name = self.manifest.models[model].zoo_name
+            return name is None or looks_built(name)
+
+        pending = self._plan(cases)
+        while pending:
+            self._process(next((m for m in pending if ready(m)), pending[0]))
+            pending = [m for m in pending if m not in self._model_errors
+                       and not all((m, t) in self._results for t in self._tasks_of(m))]
+
+    def fill_cache(self, models: Sequence[str], stop: Callable[[], bool] = lambda: False) -> None:
+        """Generate `models` on all their tasks into the cache, in order, passing over a model whose first task is
+        there already (the gate's own process got to it first), until `stop()`: the helper's second half."""
+        for model in models:
+            if stop():
+                return
+            loaded = self._load(model)
+            if loaded is None:
+                continue
+            for task in self._tasks_of(model):
+                if stop():
+                    return
+                result = self._evaluate(model, loaded, task)
+                if isinstance(result, TaskResult) and result.cache_hit:
+                    break
+
+    # --- end of issue 18's helper ---------------------------------------------------------------------------------
 
     def _metric(self, task: str) -> str:
         entry = self.manifest.tasks[task]
@@ -275,6 +362,19 @@ class Gate:
             return Failure("drift_error", f"{type(err).__name__}: {err}", where=_where(err))
         finally:
             self.timings["drift"] += time.perf_counter() - started
+
+
+def _helper(manifest: Manifest, device: str, limit: int | None, builds: Sequence[str], models: Sequence[str],
+            stop: Any) -> None:
+    """The second process of a gate with ``helper`` (`Gate._helping`): builds, then generations, nothing printed, on
+    one thread (the gate's process keeps its own; replies do not depend on the thread count: docs/gate.md)."""
+    import torch
+
+    from evalkit.zoo.build import prebuild
+
+    torch.set_num_threads(1)
+    prebuild(builds, stop=stop.is_set)  # quiet: this process's output goes nowhere from here on
+    Gate(manifest, device=device, limit=limit).fill_cache(models, stop=stop.is_set)
 
 
 def _where(err: BaseException) -> str:

@@ -23,12 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from evalkit.core.versions import library_versions
-from evalkit.run.generation import Generation, GenerationConfig, GenerationRun, Prompt
+from evalkit.run.generation import Generation, GenerationConfig, GenerationRun, Phases, Prompt
 
 __all__ = ["CACHE_PACKAGES", "Cache", "cache_versions", "key_parts", "make_key"]
 
 CACHE_FORMAT = 2  # bump when the stored layout changes (2: each generation keeps its token ids, for drift)
-GENERATION_CODE_VERSION = 1  # bump when evalkit.run.generation changes what it produces for the same inputs
+GENERATION_CODE_VERSION = 2  # bump when evalkit.run.generation changes what it produces for the same inputs
+# 2: runs carry per-phase timings (Phases), which the slow-kernel check needs: entries without them are regenerated
 DEFAULT_CACHE_DIR = Path(".evalkit") / "cache"
 CACHE_PACKAGES = ("torch", "transformers", "compressed-tensors", "peft", "bitsandbytes")
 """The libraries whose numerics decide generations: their versions are part of every cache key."""
@@ -100,7 +101,8 @@ class Cache:
             if data["format"] != CACHE_FORMAT or data["key"] != key:
                 return None
             gens = tuple(Generation.from_dict(g) for g in data["generations"])
-            return GenerationRun(gens, float(data["seconds"]), dict(data["backend"]))
+            phases = Phases.from_dict(data["phases"]) if data.get("phases") else None
+            return GenerationRun(gens, float(data["seconds"]), dict(data["backend"]), phases)
         except (KeyError, TypeError, ValueError) as err:
             warnings.warn(f"evalkit cache: ignoring malformed entry {path} ({err!r}); it will be regenerated",
                           stacklevel=2)
@@ -116,6 +118,7 @@ class Cache:
             "parts": parts,
             "seconds": run.seconds,
             "backend": run.backend,
+            "phases": run.phases.to_dict() if run.phases is not None else None,
             "generations": [g.to_dict() for g in run.generations],
         }
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")

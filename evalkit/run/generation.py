@@ -22,8 +22,8 @@ from evalkit.core import prompts
 from evalkit.core.prompts import PromptMode
 from evalkit.core.types import FinishReason, Item
 
-__all__ = ["DECODERS", "Backend", "Decoder", "Generation", "GenerationConfig", "GenerationRun", "Prompt", "PromptMode",
-           "end_of_turn_tokens", "eos_token_ids", "render_prompts"]
+__all__ = ["DECODERS", "Backend", "Decoder", "Generation", "GenerationConfig", "GenerationRun", "Phases", "Prompt",
+           "PromptMode", "end_of_turn_tokens", "eos_token_ids", "render_prompts"]
 
 Decoder = Literal["eager", "static", "compiled", "cuda_graph"]
 DECODERS: tuple[Decoder, ...] = ("eager", "static", "compiled", "cuda_graph")
@@ -88,18 +88,41 @@ class Generation:
 
 
 @dataclass(frozen=True, slots=True)
+class Phases:
+    """Steady-state speed of one run, per phase (`evalkit.run.timing`): what the slow-kernel check compares, since
+    a run's wall time mixes in one-time costs and, on a small model, is too short to time as a whole.
+
+    >>> Phases.from_dict(Phases(2e-05, 0.001, 90, 2).to_dict()).decode_steps
+    90
+    """
+
+    prefill_s_per_token: float  # the fastest batch's prefill seconds / (rows x prompt width)
+    decode_s_per_row: float | None  # median decode step seconds / rows, warm-up steps excluded; None: no step ran
+    decode_steps: int  # decode steps timed
+    batches: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, row: dict[str, Any]) -> Phases:
+        return cls(**row)
+
+
+@dataclass(frozen=True, slots=True)
 class GenerationRun:
     """All generations of one (model, task) pass, in item order, with the time they took."""
 
     generations: tuple[Generation, ...]
     seconds: float  # wall time of generation only (tokenization included, model loading excluded)
-    backend: dict[str, str]  # Backend.describe(): name, device, dtype, decoder
+    backend: dict[str, str]  # Backend.describe(): name, device, dtype, decoder (and fallback: what ran slower)
+    phases: Phases | None = None  # per-phase timings, when the backend measures them
 
     @property
     def output_tokens(self) -> int:
         return sum(g.output_tokens for g in self.generations)
 
-    def throughput(self) -> dict[str, float | int]:
+    def throughput(self) -> dict[str, Any]:
         n = len(self.generations)
         tokens = self.output_tokens
         return {
@@ -108,6 +131,7 @@ class GenerationRun:
             "seconds_per_sample": round(self.seconds / n, 6) if n else 0.0,
             "output_tokens": tokens,
             "tokens_per_second": round(tokens / self.seconds, 2) if self.seconds > 0 else 0.0,
+            **({"phases": self.phases.to_dict()} if self.phases is not None else {}),
         }
 
 

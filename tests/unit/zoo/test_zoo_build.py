@@ -51,6 +51,23 @@ def broken(tiny_zoo, cache):
     return build(tiny_zoo, cache, only=["base_gptq_w4g64", *BROKEN_FROM_GPTQ], n_calibration=8)
 
 
+def test_a_built_zoo_is_read_without_waiting_for_the_lock(tiny_zoo, cache, broken):
+    """While another process holds the build lock (a gate's prebuild worker building the next variant), a model that
+    is already built is returned at once: the evaluating process never waits on a build it does not need."""
+    import threading
+
+    from filelock import FileLock
+
+    got = {}
+    with FileLock(str(cache / ".build.lock")):
+        reader = threading.Thread(target=lambda: got.update(build(tiny_zoo, cache, only=["base_gptq_w4g64_lost_eos"],
+                                                                   n_calibration=8)), daemon=True)
+        reader.start()
+        reader.join(timeout=60)
+        assert not reader.is_alive(), "build() waited for the lock although the variant was up to date"
+    assert got == {"base_gptq_w4g64_lost_eos": broken["base_gptq_w4g64_lost_eos"]}
+
+
 @pytest.mark.slow
 def test_build_is_idempotent_and_rebuilds_when_its_inputs_change(tiny_zoo, cache, broken):
     stamps = {p.name: p.stat().st_mtime_ns for p in cache.iterdir() if p.is_dir()}
