@@ -7,13 +7,13 @@ import argparse
 
 from evalkit.cli.commands import (cmd_compare, cmd_debug, cmd_eval, cmd_gate, cmd_quantize, cmd_report,
                                   cmd_zoo_build, cmd_zoo_list)
+from evalkit.core import paths
 from evalkit.core.versions import EVALKIT_VERSION as __version__
 from evalkit.data.tasks import TASKS
 from evalkit.gate.manifest import DEFAULT_MANIFEST
+from evalkit.zoo import default_cache_dir, default_zoo_dir
 
 __all__ = ["build_parser"]
-
-REPO = DEFAULT_MANIFEST.parents[1]
 
 
 def _positive(value: str) -> int:
@@ -135,9 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run every check (compliance, floors, paired recovery, drift, trivial baseline, "
                                    "speed) over the models of a gate manifest and print the verdicts. Exit status 0 "
                                    "when healthy models pass and known-broken ones are caught, else 1.",
-                       epilog="example: evalkit gate --zoo docs/examples/seed_models.toml --device cuda")
+                       epilog=f"example: evalkit gate --zoo {paths.doc('examples/seed_models.toml')} --device cuda")
     p.add_argument("--zoo", default=None, metavar="MANIFEST",
-                   help=f"gate manifest (TOML; docs/gate.md); default {DEFAULT_MANIFEST.relative_to(REPO)}")
+                   help=f"gate manifest (TOML; format: {paths.doc('gate.md')}); default: the fixture zoo's, "
+                        f"{DEFAULT_MANIFEST}")
     p.add_argument("--device", default=None, help="override the manifest's device (cpu, cuda, auto)")
     p.add_argument("--limit", type=_positive, default=None, metavar="N", help="items per task, overriding the manifest")
     p.add_argument("--model", action="append", default=[], metavar="NAME", help="only this model (repeatable)")
@@ -165,16 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_quantize)
 
     p = sub.add_parser("zoo", help="the fixture zoo: build its variants, list its models",
-                       description="The fixture zoo: trained tiny Qwen3 parents (fixtures/zoo) and the quantized and "
+                       description="The fixture zoo: trained tiny Qwen3 parents (shipped with evalkit) and the quantized and "
                                    "known-broken variants built from them into a cache.")
     zsub = p.add_subparsers(dest="zoo_command", metavar="ZOO_COMMAND", required=True)
     for name, handler, help_text in (("build", cmd_zoo_build, "build the quantized and known-broken variants"),
                                      ("list", cmd_zoo_list, "list the zoo's models and whether they are built")):
         zp = zsub.add_parser(name, help=help_text, description=help_text.capitalize() + ".")
-        zp.add_argument("--zoo-dir", default=None, metavar="DIR", help="committed parents (default fixtures/zoo or "
-                                                                       "$EVALKIT_ZOO_DIR)")
-        zp.add_argument("--cache-dir", default=None, metavar="DIR", help="built variants (default .evalkit/zoo or "
-                                                                         "$EVALKIT_ZOO_CACHE)")
+        zp.add_argument("--zoo-dir", default=None, metavar="DIR",
+                        help=f"committed parents (default $EVALKIT_ZOO_DIR, else {default_zoo_dir()})")
+        zp.add_argument("--cache-dir", default=None, metavar="DIR",
+                        help=f"built variants (default $EVALKIT_ZOO_CACHE, else {default_cache_dir()})")
         if name == "build":
             zp.add_argument("--only", nargs="+", default=None, metavar="NAME", help="only these models (and what "
                                                                                    "they are built from)")
