@@ -169,7 +169,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
         return None
     from evalkit.pytest.session import GateModule
 
-    return GateModule.from_parent(parent, path=file_path)
+    return GateModule.at(parent, file_path, session)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -38,16 +38,32 @@ class GateModule(pytest.Module):
     manifest, so node ids, ``-k`` and syrupy's snapshot location (``__snapshots__/<manifest stem>.ambr`` beside it)
     all follow from where the manifest is."""
 
+    gate: GateSession  # set by `at`
+
+    @classmethod
+    def at(cls, parent: pytest.Collector, path: Path, gate: GateSession) -> GateModule:
+        """The gate of `gate` (its session) collected at the manifest file `path`."""
+        module = cls.from_parent(parent, path=path)
+        module.gate = gate
+        return module
+
     def _getobj(self) -> Any:
         from evalkit.pytest import gate_tests
 
         return gate_tests
 
     def istestfunction(self, obj: object, name: str) -> bool:
-        """The gate's tests whatever the project's ``python_functions`` say."""
+        """The gate's tests whatever the project's ``python_functions`` say, and only those with cases in this
+        manifest (a manifest without known-broken models gets no test_known_broken_is_caught, rather than an
+        empty-parameter-set skip)."""
+        import inspect
+
         from evalkit.pytest.gate_tests import CHECK_OF_TEST
 
-        return name in CHECK_OF_TEST and callable(obj)
+        if name not in CHECK_OF_TEST or not callable(obj):
+            return False
+        fixtures = [f for f in inspect.signature(obj).parameters if f in _WANTED]
+        return all(self.gate.params(f) for f in fixtures)
 
     def istestclass(self, obj: object, name: str) -> bool:
         return False

@@ -161,6 +161,13 @@ def test_a_cpu_manifest_collects_no_cuda_flavour(gate_dir: pytest.Pytester) -> N
     assert len(both) == 2 * N_ITEMS
 
 
+def test_a_manifest_without_broken_models_gets_no_empty_catch_test(gate_dir: pytest.Pytester) -> None:
+    gate_dir.makefile(".toml", healthy="[tasks.zoo_math]\n[models.p]\npath = 'p'\n[models.v]\npath = 'v'\n"
+                                       "parent = 'p'\n")
+    ids = _ids(gate_dir.runpytest(*PLUGINS, "--zoo", "healthy.toml", "--gate-device", "cpu", "--collect-only", "-q"))
+    assert len(ids) == 2 * 5 + 5 and not any("known_broken" in i or "NOTSET" in i for i in ids), ids
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [(None, "*manifest file not found; pass --zoo*gate.md)*(asked for by --zoo)*"),
