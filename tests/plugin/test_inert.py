@@ -14,10 +14,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import textwrap
 from pathlib import Path
 
 import pytest
+
+from unrelated_project import CONFTEST, FAKE_SMI, TESTS, differences
 
 pytest_plugins = ["pytester"]
 
@@ -25,41 +26,6 @@ WITHOUT = ("-p", "syrupy", "-p", "no:cacheprovider")
 WITH = ("-p", "evalkit.pytest.plugin", *WITHOUT)
 XDIST = ("-p", "xdist.plugin", "-n", "2")
 VOLATILE = ("PYTEST_XDIST_TESTRUNUID",)  # differs from run to run of anything
-
-CONFTEST = textwrap.dedent("""
-    import json, os, sys
-    from pathlib import Path
-
-    def pytest_configure(config):
-        config.addinivalue_line("markers", "gpu: this project's own GPU tests (it decides what they do)")
-
-    def pytest_sessionfinish(session):
-        who = os.environ.get("PYTEST_XDIST_WORKER", "main")
-        record = {"env": dict(os.environ), "torch": "torch" in sys.modules,
-                  "evalkit_loaded": sorted(m for m in sys.modules if m.startswith("evalkit.") and
-                                           m not in ("evalkit.plugin", "evalkit.pytest", "evalkit.pytest.plugin")),
-                  "dist": getattr(session.config.option, "dist", None),
-                  "markers": [m for m in session.config.getini("markers") if not m.startswith("xdist_group")]}
-        Path(os.environ["RECORDS"], f"{who}.json").write_text(json.dumps(record, sort_keys=True))
-""")
-
-TESTS = textwrap.dedent("""
-    import pytest
-
-    @pytest.mark.gpu
-    def test_own_gpu_marker_runs_as_the_project_says():
-        pass  # no GPU here: a plugin giving `gpu` a meaning would skip it
-
-    def test_plain():
-        pass
-
-    @pytest.mark.parametrize("i", range(4))
-    def test_many(i):
-        assert i < 4
-""")
-
-FAKE_SMI = "#!/bin/sh\necho called >> \"$SMI_LOG\"\necho 'GPU 0: Fake (UUID: GPU-0)'\necho 'GPU 1: Fake (UUID: GPU-1)'\n"
-
 
 @pytest.fixture
 def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> pytest.Pytester:
@@ -98,13 +64,6 @@ def _run(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, name: str, *
             "nvidia_smi_calls": smi_log.read_text().count("called") if smi_log.exists() else 0}
 
 
-def _differences(a: object, b: object, where: str = "") -> list[str]:
-    """Where two records differ, as dotted paths (a readable failure instead of two screens of dicts)."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        return [d for k in sorted(set(a) | set(b), key=str) for d in _differences(a.get(k), b.get(k), f"{where}.{k}")]
-    return [] if a == b else [f"{where}: {a!r} != {b!r}"]
-
-
 @pytest.mark.parametrize("xdist", [(), XDIST], ids=["one-process", "xdist-2"])
 def test_an_unrelated_project_is_unchanged_by_the_plugin(project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch,
                                                          xdist: tuple[str, ...]) -> None:
@@ -112,7 +71,7 @@ def test_an_unrelated_project_is_unchanged_by_the_plugin(project: pytest.Pyteste
     with_plugin = _run(project, monkeypatch, "with", *WITH, *xdist)
     assert without["ret"] == 0 and len(without["outcomes"]) == 6, without
     assert "PASSED test_project.py::test_own_gpu_marker_runs_as_the_project_says" in without["outcomes"]
-    assert _differences(with_plugin, without) == []  # outcomes, environment, torch, dist, markers, nvidia-smi
+    assert differences(with_plugin, without) == []  # outcomes, environment, torch, dist, markers, nvidia-smi
     for record in with_plugin["processes"].values():
         assert not record["torch"] and record["evalkit_loaded"] == [] and record["env"]["CUDA_VISIBLE_DEVICES"] == "7"
     assert with_plugin["nvidia_smi_calls"] == 0
