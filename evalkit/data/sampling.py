@@ -23,6 +23,7 @@ True
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import json
 import random
@@ -139,7 +140,6 @@ def hf_rows(dataset: Any, where: str) -> RowSource:
 
 
 def _group_of(starts: Sequence[int], i: int) -> int:
-    import bisect
-
+    """The row group holding row `i`, from the groups' first rows."""
     return bisect.bisect_right(starts, i) - 1
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,8 +92,3 @@ def _conversation(line: str, file: Path, lineno: int) -> tuple[Mapping[str, str]
                                     f"content, got {m!r}")
         out.append({"role": m["role"], "content": m["content"]})
     return tuple(out)
-
-
-def describe(records: Sequence[tuple[str, str]]) -> list[str]:
-    """The distinct sources of calibration records ("chat", task names), in order."""
-    return list(dict.fromkeys(task for task, _ in records))

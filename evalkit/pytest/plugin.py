@@ -17,7 +17,8 @@ The same holds for a project's own tests *beside* a gate: only the gate's own CU
 test of the project's that happens to carry a marker called ``gpu``.
 
 Options: ``--zoo PATH``, ``--gate-limit N`` (items per task, overriding the manifest), ``--gate-device
-cpu|cuda|both`` (which flavours to collect; default: the manifest's ``device``, both for ``auto``).
+cpu|cuda|both`` (which flavours to collect; default: the manifest's ``device``, both for ``auto``). Ini keys: ``gate``
+(above) and ``gate_snapshots = FOLDER`` (the gate's snapshot file goes there instead of beside the manifest).
 
 Fixtures: ``gate_case`` (every (model, task) of the manifest), ``variant_case`` (those with a parent), ``broken_case``
 (known-broken models, ``expect = "fail"``), ``gate_manifest``, ``gate_runs`` (one `evalkit.gate.runner.Gate` per
