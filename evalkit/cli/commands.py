@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import io
 import sys
 import tempfile
 import time
@@ -15,13 +16,15 @@ from pathlib import Path
 
 from evalkit import zoo
 from evalkit.core.lineage import with_ancestors
-from evalkit.data.tasks import load_task
+from evalkit.data.tasks import Task, load_task
 from evalkit.errors import CLIError, EvalkitError
 from evalkit.gate.manifest import (DEFAULT_MANIFEST, ZOO_SCHEME, Case, GateSettings, Manifest, ModelSpec, TaskEntry,
                                    load)
 from evalkit.gate.preflight import check_manifest, check_model_name, check_run, check_tasks
 from evalkit.gate.render import GateReport
 from evalkit.gate.runner import Gate, select_cases
+from evalkit.models.calibration import ChatExamples, load_chat_examples
+from evalkit.models.capture import captured
 from evalkit.models.description import describe
 from evalkit.models.loading import check_dtype, detect_format, load_model, resolve_adapter_base
 from evalkit.models.recipes import RECIPES
@@ -123,15 +126,22 @@ def _check_generation(args: argparse.Namespace) -> str:
 
 
 @contextlib.contextmanager
-def _progress(total: int, quiet: bool) -> Iterator[tuple[Callable[[str], None], Callable[[str, str], None]]]:
+def _progress(total: int, quiet: bool, verbose: bool
+              ) -> Iterator[tuple[Callable[[str], None], Callable[[str, str], None], io.StringIO | None]]:
     """A progress bar over `total` (model, task) evaluations on a terminal, else one line per step; yields the
-    (log, progress) callbacks of `evalkit.gate.runner.Gate`."""
+    (log, progress, third_party) of `evalkit.gate.runner.Gate`.
+
+    Unless `verbose`, the libraries' own output (their bars, warnings, log records) is captured with evalkit's steps
+    into the gate's log (the run folder's run.log), so the terminal shows one bar and the table."""
     from tqdm import tqdm
 
     bar = tqdm(total=total, unit="eval", desc="evaluating", file=sys.stderr,
                disable=True if quiet else not sys.stderr.isatty(), dynamic_ncols=True)
+    sink = None if verbose else io.StringIO()
 
     def log(message: str) -> None:  # not a terminal (CI logs): one line per step instead of a bar
+        if sink is not None:
+            sink.write(f"evalkit: {message}\n")
         if bar.disable and not quiet:
             print(message, file=sys.stderr, flush=True)
 
@@ -140,26 +150,36 @@ def _progress(total: int, quiet: bool) -> Iterator[tuple[Callable[[str], None], 
         bar.set_postfix_str(f"{model} on {task}", refresh=True)
 
     try:
-        yield log, progress
+        yield log, progress, sink
     finally:
         bar.close()
 
 
+@dataclasses.dataclass(frozen=True)
+class _Output:
+    """Where `_run_gate` writes its run folder (None: nowhere), how it records it there, and whether the
+    libraries' own output stays on the terminal (``--verbose``) instead of going to run.log."""
+
+    out: Path | None
+    record: Callable[[Gate, Path], RunRecorder] | None = None
+    verbose: bool = False
+
+
 def _run_gate(manifest: Manifest, cases: Sequence[Case], *, device: str | None, limit: int | None, quiet: bool,
-              out: Path | None, record: Callable[[Gate, Path], RunRecorder]) -> tuple[GateReport, list[str]]:
-    """Evaluate every case through `evalkit.gate.runner.Gate`, writing the run folder `out` as it goes (None: no
-    folder); returns (report, errors met)."""
-    with _progress(len({(c.model, c.task) for c in cases}), quiet) as (log, progress):
-        gate = Gate(manifest, device=device, limit=limit, log=log, progress=progress)
-        if out is None:
+              output: _Output) -> tuple[GateReport, list[str]]:
+    """Evaluate every case through `evalkit.gate.runner.Gate` with one progress bar, writing the run folder as it
+    goes (`evalkit.report.writer.RunRecorder`, run.log included); returns (report, errors met)."""
+    with _progress(len({(c.model, c.task) for c in cases}), quiet, output.verbose) as (log, progress, sink):
+        gate = Gate(manifest, device=device, limit=limit, log=log, progress=progress, helper=True, third_party=sink)
+        if output.out is None or output.record is None:
             return gate.report(cases), []
         try:
-            with record(gate, out) as recorder:
+            with output.record(gate, output.out) as recorder:
                 report = gate.report(cases)
                 return report, recorder.finish(report)
         except KeyboardInterrupt:
-            print(f"{out}/ keeps the results finished so far and says the run is incomplete; evalkit report {out} "
-                  "reads it", file=sys.stderr)
+            print(f"{output.out}/ keeps the results finished so far and says the run is incomplete; evalkit report "
+                  f"{output.out} reads it", file=sys.stderr)
             raise
 
 
@@ -177,9 +197,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     check_manifest(manifest)
     started = time.perf_counter()
     cases = manifest.cases()
-    report, errors = _run_gate(manifest, cases, device=None, limit=args.limit, quiet=args.quiet, out=out,
-                               record=lambda gate, folder: RunRecorder(folder, gate, described.__getitem__,
-                                                                       name=args.name, argv=args.argv, cases=cases))
+    report, errors = _run_gate(manifest, cases, device=None, limit=args.limit, quiet=args.quiet, output=_Output(
+        out, lambda gate, folder: RunRecorder(folder, gate, described.__getitem__, name=args.name, argv=args.argv,
+                                              cases=cases), args.verbose))
     if not args.quiet:
         print(report.summary())
     print(f"wrote {out}/ ({len(report.verdicts)} model x task results in {time.perf_counter() - started:.1f}s); "
@@ -202,10 +222,9 @@ def cmd_gate(args: argparse.Namespace) -> int:
         spec = m.models[name]
         return describe(spec, zoo.variant_path(spec.zoo_name) if spec.zoo_name else spec.path)
 
-    report, errors = _run_gate(m, cases, device=args.device, limit=args.limit, quiet=args.quiet, out=out,
-                               record=lambda gate, folder: RunRecorder(folder, gate, described,
-                                                                       name=args.name or "gate", argv=args.argv,
-                                                                       cases=cases))
+    report, errors = _run_gate(m, cases, device=args.device, limit=args.limit, quiet=args.quiet, output=_Output(
+        out, lambda gate, folder: RunRecorder(folder, gate, described, name=args.name or "gate", argv=args.argv,
+                                              cases=cases), args.verbose))
     print(report.summary())
     if out is not None:
         for e in errors:
@@ -219,11 +238,13 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    paths = write_reports(args.run_dir, args.out)
+    paths = write_reports(args.run_dir, args.out, combine=args.combine)
     if args.markdown:
         print(paths.markdown.read_text(encoding="utf-8"))
     print(f"wrote {paths.csv}\nwrote {paths.markdown}\nwrote {paths.html}")
-    incomplete = load_run(args.run_dir).incomplete
+    if paths.lm_eval:
+        print(f"wrote {len(paths.lm_eval)} lm-evaluation-harness results file(s) under {paths.lm_eval[0].parents[1]}/")
+    incomplete = load_run(args.run_dir).incomplete if not args.combine else ""
     if incomplete:
         print(f"note: {args.run_dir}: {incomplete}")
     return 0
@@ -239,10 +260,11 @@ def cmd_debug(args: argparse.Namespace) -> int:
     task = load_task(tasks[0], args.data, limit=args.n, seed=args.seed)
     ref = parse_models([args.model], with_zoo_parents=False)[-1]
     path = _resolve_paths([ref], _logger(True))[ref.name]
-    loaded = load_model(path, device=resolve_device(device), dtype=args.dtype)
     config = GenerationConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                               enable_thinking=args.thinking, decoder=args.decoder)
-    result = evaluate(loaded, task, config, cache=Cache(args.cache) if args.cache else None)
+    with captured(None if args.verbose else io.StringIO()):  # the libraries' own output: --verbose shows it
+        loaded = load_model(path, device=resolve_device(device), dtype=args.dtype)
+        result = evaluate(loaded, task, config, cache=Cache(args.cache) if args.cache else None)
     stops = eos_token_ids(loaded.model, loaded.tokenizer)
     stop_tokens = tuple(loaded.tokenizer.convert_ids_to_tokens(list(stops)))
     specials = tuple(getattr(loaded.tokenizer, "all_special_tokens", ()) or ())
@@ -276,9 +298,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         manifest = _manifest(refs, paths, tasks, eval_args, "evalkit compare (command line)")
         check_manifest(manifest)
         cases = manifest.cases()
-        _, errors = _run_gate(manifest, cases, device=None, limit=args.limit, quiet=True, out=out,
-                              record=lambda gate, folder: RunRecorder(folder, gate, described.__getitem__,
-                                                                      name="compare", argv=args.argv, cases=cases))
+        _, errors = _run_gate(manifest, cases, device=None, limit=args.limit, quiet=True, output=_Output(
+            out, lambda gate, folder: RunRecorder(folder, gate, described.__getitem__, name="compare",
+                                                  argv=args.argv, cases=cases), args.verbose))
         if errors:
             raise CLIError("; ".join(errors))
         run = load_run(out)
@@ -302,13 +324,39 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     ref = parse_models([args.model], with_zoo_parents=False)[-1]
     source = zoo.variant_path(ref.zoo_name) if ref.zoo_name else Path(ref.path)
     check_output(args.out, sources=[source], force=args.force)  # before anything is built, loaded or written
+    calibration = _calibration(args)
     path = _resolve_paths([ref], _logger(args.quiet))[ref.name]
     started = time.perf_counter()
-    out = quantize(path, args.recipe, args.out, n_calibration=args.n_calibration, seed=args.seed,
-                   device=resolve_device(device))
-    print(f"wrote {out} ({args.recipe}, {args.n_calibration} calibration items, "
+    sink = None if args.verbose else io.StringIO()
+    with captured(sink):  # llmcompressor's log and bars: in quantize.log beside the model, or shown with --verbose
+        out = quantize(path, args.recipe, args.out, calibration=calibration, n_calibration=args.n_calibration,
+                       seed=args.seed, device=resolve_device(device))
+    if sink is not None:
+        (out / "quantize.log").write_text(sink.getvalue(), encoding="utf-8")
+    print(f"wrote {out} ({args.recipe}, calibrated on {_calibrated_on(calibration, args.n_calibration)}, "
           f"{time.perf_counter() - started:.1f}s); provenance in {out / 'provenance.json'}")
     return 0
+
+
+def _calibrated_on(calibration: Task | ChatExamples | None, n: int) -> str:
+    if isinstance(calibration, ChatExamples):
+        return f"{len(calibration.conversations)} chat examples of {calibration.source}"
+    if isinstance(calibration, Task):
+        return f"{len(calibration.items)} {calibration.name} rows of {calibration.source}"
+    return f"{n} zoo training items"
+
+
+def _calibration(args: argparse.Namespace) -> Task | ChatExamples | None:
+    """The calibration set quantize was given: a task's rows, chat examples, or None (the zoo's training items)."""
+    if args.chat and args.task:
+        raise CLIError("calibrate on --task rows or on --chat examples, not both")
+    if args.chat:
+        return load_chat_examples(args.chat, args.n_calibration, seed=args.seed)
+    if args.task:
+        return load_task(args.task, args.data, limit=args.n_calibration, seed=args.seed)
+    if args.data:
+        raise CLIError("--data says where --task's rows come from; pass --task too (or --chat for conversations)")
+    return None
 
 
 def cmd_zoo_build(args: argparse.Namespace) -> int:
@@ -325,7 +373,7 @@ def cmd_zoo_build(args: argparse.Namespace) -> int:
 def cmd_zoo_list(args: argparse.Namespace) -> int:
     for name, v in zoo.VARIANTS.items():
         path = zoo.variant_path(name, args.zoo_dir, args.cache_dir)
-        state = "present" if path.is_dir() else "not built" if v.kind in ("quantized", "broken") else "missing"
+        state = "present" if path.is_dir() else "not built" if v.kind in ("quantized", "broken", "mutation") else "missing"
         print(f"{name:<48} {v.kind:<9} parent {v.parent:<32} {state}")
         if v.expected:
             print(f"{'':<48} expected failure: {v.expected}")

@@ -55,6 +55,19 @@ def _removal_order(special_tokens: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(sorted(removable, key=len, reverse=True))
 
 
+def end_of_turn_offset(raw_text: str, end_of_turn: Sequence[str]) -> int | None:
+    """Characters of `raw_text` up to and including its first end-of-turn token; None when it has none.
+
+    >>> end_of_turn_offset("yes<|im_end|>more", ["<|im_end|>"]), end_of_turn_offset("yes", ["<|im_end|>"])
+    (13, None)
+    """
+    found = [(i, len(t)) for t in end_of_turn if t and (i := raw_text.find(t)) >= 0]
+    if not found:
+        return None
+    start, length = min(found)
+    return start + length
+
+
 def answer_region(text: str) -> tuple[str, bool]:
     """The part of `text` outside think blocks where an answer may be, and whether a think block was left open."""
     close = text.rfind(THINK_CLOSE)

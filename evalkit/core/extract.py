@@ -27,11 +27,11 @@ Before all of them, ``prompt_too_long``: the item was never sent to the model (`
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
-from evalkit.core.boxes import (THINK_CLOSE, THINK_OPEN, answer_region, check_text, clean_text, is_repetition_loop,
-                                scan_boxes)
+from evalkit.core.boxes import (THINK_CLOSE, THINK_OPEN, answer_region, check_text, clean_text, end_of_turn_offset,
+                                is_repetition_loop, scan_boxes)
 from evalkit.core.normalize import normalize
 from evalkit.core.types import Family, check_family
 
@@ -111,16 +111,26 @@ class Extraction:
     raw_box: str | None  # content of the last complete box outside think blocks, verbatim; None when there is none
     answer: str | None  # canonical answer for the family (see `normalize`); None unless diagnosis is OK
     diagnosis: Diagnosis
+    turn_end: int | None = field(default=None, repr=False)  # characters of the raw text up to its first end-of-turn token; None: no such token
 
 
 # --- diagnosis ------------------------------------------------------------------------------------------------------
 
 
-def _read(raw_text: str, special_tokens: Sequence[str], family: Family | None, finish_reason: str) -> Extraction:
-    """The one implementation behind `diagnose` and `extract`, so the two can never disagree."""
+def _read(raw_text: str, special_tokens: Sequence[str], family: Family | None, finish_reason: str,
+          end_of_turn: Sequence[str] = ()) -> Extraction:
+    """The one implementation behind `diagnose` and `extract`, so the two can never disagree.
+
+    Only the reply's own turn is read: text after its first end-of-turn token is another (hallucinated) turn, and
+    a reply that ended its turn did stop, whatever ended generation later.
+    """
     check_text(raw_text, "raw_text")
     if finish_reason == "prompt_too_long":
         return Extraction(None, None, Diagnosis.PROMPT_TOO_LONG)
+    turn_end = end_of_turn_offset(raw_text, end_of_turn)
+    if turn_end is not None:
+        found = _read(raw_text[:turn_end], special_tokens, family, "eos")
+        return Extraction(found.raw_box, found.answer, found.diagnosis, turn_end)
     if raw_text == "":
         return Extraction(None, None, Diagnosis.EMPTY)
     if raw_text.strip() == "":
@@ -154,6 +164,7 @@ def diagnose(
     finish_reason: str = "eos",
     special_tokens: Sequence[str] = (),
     family: Family | None = None,
+    end_of_turn: Sequence[str] = (),
 ) -> Diagnosis:
     """The diagnosis of one decoded response (special tokens included); precedence in the module docstring.
 
@@ -172,7 +183,7 @@ def diagnose(
     """
     if family is not None:
         check_family(family)
-    return _read(raw_text, special_tokens, family, finish_reason).diagnosis
+    return _read(raw_text, special_tokens, family, finish_reason, end_of_turn).diagnosis
 
 
 def extract(
@@ -181,6 +192,7 @@ def extract(
     *,
     finish_reason: str = "eos",
     special_tokens: Sequence[str] = (),
+    end_of_turn: Sequence[str] = (),
 ) -> Extraction:
     """Read one response: its last box, the canonical answer for `family`, and the diagnosis.
 
@@ -191,6 +203,12 @@ def extract(
     Extraction(raw_box='\\\\text{(B)}', answer='B', diagnosis=<Diagnosis.OK: 'ok'>)
     >>> extract("I think it's 1,600 dollars.", "math").diagnosis
     <Diagnosis.NO_BOX: 'no_box'>
+
+    end_of_turn: the tokens that end the reply's turn; text after the first one is not part of the answer.
+
+    >>> ex = extract("\\\\boxed{4}<|im_end|>\\n<|im_start|>user\\n\\\\boxed{5}", "math", end_of_turn=["<|im_end|>"])
+    >>> ex.answer, ex.turn_end
+    ('4', 19)
     """
     check_family(family)
-    return _read(raw_text, special_tokens, family, finish_reason)
+    return _read(raw_text, special_tokens, family, finish_reason, end_of_turn)

@@ -1,8 +1,10 @@
 """The gate's checks: pure functions of the evidence of one (model, task) and its thresholds -> `CheckResult`s.
 
-Per (model, task) eight checks, each a pure function of the evidence (the model's `TaskResult`, its parent's, the
+Per (model, task) ten checks, each a pure function of the evidence (the model's `TaskResult`, its parent's, the
 drift between them) and its frozen `Thresholds`:
 
+  artifacts     tokenizer, chat template, generation config, architecture and rendered prompts as the parent's
+  finite        no NaN or Inf in hidden states, logits, drift, metrics or timings (it names where it first appears)
   prompt        the model is prompted as its parent is (its chat template, not the plain-text fallback)
   compliance    share of responses with a valid \\boxed{} answer is not confidently below its floor
   stopping      no significantly more replies run to max_new_tokens than the parent's (a lost eos)
@@ -10,7 +12,7 @@ drift between them) and its frozen `Thresholds`:
   recovery      no significant paired drop against the parent on the same items (`evalkit.core.stats.paired_drop`)
   drift         teacher-forced logit drift against the parent within bounds (`evalkit.run.drift`)
   baseline      the primary metric clearly beats the trivial baseline (`evalkit.core.baselines`)
-  speed         the slow-kernel alarm: generation throughput not far below the parent's
+  speed         the slow-kernel alarm: steady-state prefill and decode speed not far below the parent's
 
 Every failure names a diagnosis (an `evalkit.core.extract.Diagnosis` value such as ``empty`` or ``truncated``, or one of
 `evalkit.gate.records.LABELS`) and its message carries the counts per failure class, two example responses and
@@ -18,11 +20,12 @@ the numbers compared. Each check is one registration in `CHECKS` (docs/ARCHITECT
 gathers the evidence and runs every check over a manifest for the pytest plugin and ``evalkit gate`` alike.
 
 >>> CHECKS.names()
-('prompt', 'compliance', 'stopping', 'metric_floor', 'recovery', 'drift', 'baseline', 'speed')
+('artifacts', 'finite', 'prompt', 'compliance', 'stopping', 'metric_floor', 'recovery', 'drift', 'baseline', 'speed')
 """
 from __future__ import annotations
 
 import collections
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -36,12 +39,15 @@ from evalkit.gate.records import CheckResult, Evidence, Failure
 
 if TYPE_CHECKING:  # evalkit.core.stats (numpy) loads with the first check: the pytest plugin imports this module
     from evalkit.core.stats import PairedDrop, RateTest
+    from evalkit.models.artifacts import Difference
     from evalkit.run.drift import DriftResult
     from evalkit.run.engine import SampleRecord, TaskResult
+    from evalkit.run.generation import Phases
 
 __all__ = ["CHECKS", "CheckSpec", "Evaluated", "PARENT_CHECKS", "UNSTABLE_CHECKS", "check", "error_result"]
 
-MIN_TIMED_SECONDS = 1.0  # a parent run shorter than this is too short to time against
+MIN_TIMED_SECONDS = 1.0  # a parent run shorter than this is too short to time against (runs without phase timings)
+MIN_TIMED_TOKENS = 4  # fewer output tokens per reply than this (an eos flood) time the prompts, not decoding
 EXAMPLES = 2  # example responses per failure message
 
 
@@ -57,6 +63,8 @@ class Evaluated:
     parent: TaskResult | None = None
     drift: DriftResult | None = None
     drift_error: Failure | None = None
+    artifacts: tuple[Difference, ...] | None = None  # differences from the parent's artifacts (None: not compared)
+    speed: tuple[Phases, Phases] | None = None  # (model, parent) fastest phases over their tasks (Evidence.speed)
 
     @property
     def theirs(self) -> TaskResult:
@@ -92,7 +100,8 @@ def check(name: str, ev: Evidence, th: Thresholds) -> CheckResult:
                            diagnosis="parent_error")
     if ev.result is None:
         raise GateError(f"{ev.model} on {ev.task}: evidence without a result must carry its error")
-    evaluated = Evaluated(ev.model, ev.task, ev.metric, ev.result, ev.parent_name, ev.parent, ev.drift, ev.drift_error)
+    evaluated = Evaluated(ev.model, ev.task, ev.metric, ev.result, ev.parent_name, ev.parent, ev.drift, ev.drift_error,
+                          ev.artifacts, ev.speed)
     return spec.run(evaluated, th)
 
 
@@ -185,6 +194,8 @@ def _recovery(ev: Evaluated, th: Thresholds) -> CheckResult:
 
 def _drift(ev: Evaluated, th: Thresholds) -> CheckResult:
     if ev.drift_error is not None:
+        if ev.drift_error.diagnosis != "drift_error":  # not computable by construction: the artifacts check says why
+            return _skip("drift", ev, f"not computed: {ev.drift_error}")
         return CheckResult("drift", ev.model, ev.task, "fail", ev.drift_error.text, diagnosis="drift_error")
     d = ev.drift
     if d is None:
@@ -195,18 +206,66 @@ def _drift(ev: Evaluated, th: Thresholds) -> CheckResult:
     parts, broken = [], []
     for label, value, bound, kind in bounds:
         parts.append(f"{label} {value:.4g}" + (f" ({kind} {bound:g})" if bound is not None else ""))
-        if bound is not None and (value > bound if kind == "max" else value < bound):
+        if bound is not None and not (value <= bound if kind == "max" else value >= bound):  # NaN breaks a bound
             broken.append(label)
     layer = ("none" if d.first_divergent_layer is None else f"model.layers.{d.first_divergent_layer}")
     numbers = (f"{', '.join(parts)} over {d.n_tokens} response tokens of {d.n_sequences} parent responses; "
                f"first diverging layer: {layer} (hidden-state cosine < {d.threshold:g}), largest drop at "
                f"{'none' if d.largest_drop_layer is None else f'model.layers.{d.largest_drop_layer}'}")
+    if d.missing_layers:
+        numbers += f"; {d.missing_layers}"
     values = {"kl_mean": d.kl_mean, "kl_p99": d.kl_p99, "top1_agreement": d.top1_agreement,
               "ppl_ratio": d.ppl_ratio, "first_divergent_layer": d.first_divergent_layer}
     if not broken:
         return CheckResult("drift", ev.model, ev.task, "pass", numbers, values=values)
+    if d.nonfinite or not all(math.isfinite(v) for v in (d.kl_mean, d.kl_p99, d.top1_agreement, d.ppl_ratio)):
+        return CheckResult("drift", ev.model, ev.task, "fail", numbers, diagnosis="non_finite",
+                           note=_nonfinite_note(d), values=values)
     return CheckResult("drift", ev.model, ev.task, "fail", numbers, diagnosis="logit_drift",
                        note=f"out of bounds: {', '.join(broken)}", values=values)
+
+
+def _nonfinite_note(d: DriftResult) -> str:
+    where = f"NaN/Inf first appears at {d.nonfinite}" if d.nonfinite else "NaN/Inf in the drift statistics"
+    return where + (f" (weights with NaN/Inf: {', '.join(d.nonfinite_weights)})" if d.nonfinite_weights else "")
+
+
+def _artifacts(ev: Evaluated, th: Thresholds) -> CheckResult:
+    if ev.artifacts is None:
+        return _skip("artifacts", ev, "the parent's artifacts were not compared (the parent could not be loaded)")
+    if not ev.artifacts:
+        return CheckResult("artifacts", ev.model, ev.task, "pass", "tokenizer, chat template, generation config, "
+                           "architecture and every rendered prompt as the parent's")
+    numbers = "; ".join(str(d) for d in ev.artifacts)
+    return CheckResult("artifacts", ev.model, ev.task, "fail", numbers, diagnosis=ev.artifacts[0].diagnosis,
+                       values={"differences": [d.diagnosis for d in ev.artifacts]},
+                       note="restore the parent's files (tokenizer, chat template, generation_config.json, config.json)")
+
+
+def _finite(ev: Evaluated, th: Thresholds) -> CheckResult:
+    """NaN or Inf anywhere in the numbers: the drift forward's hidden states, logits and statistics (which say
+    where it first appears), the metrics and the timings."""
+    found = []
+    if ev.drift is not None and (ev.drift.nonfinite or not _all_finite(ev.drift.to_dict())):
+        found.append(_nonfinite_note(ev.drift))
+    metrics = {name: m.value for name, m in ev.result.metrics.items() if m.value is not None}
+    if not _all_finite(metrics):
+        found.append(f"metrics {metrics}")
+    timings = ev.result.throughput()
+    if not _all_finite({k: v for k, v in timings.items() if isinstance(v, float)}):
+        found.append(f"timings {timings}")
+    if not found:
+        return CheckResult("finite", ev.model, ev.task, "pass", "weights, logits, hidden states, metrics and timings"
+                           " are finite" if ev.drift is not None else "metrics and timings are finite")
+    values = {"nonfinite": ev.drift.nonfinite if ev.drift is not None else "",
+              "nonfinite_weights": list(ev.drift.nonfinite_weights) if ev.drift is not None else []}
+    return CheckResult("finite", ev.model, ev.task, "fail", "; ".join(found), diagnosis="non_finite", values=values)
+
+
+def _all_finite(values: Mapping[str, Any]) -> bool:
+    numbers = [v for v in values.values() if isinstance(v, float)]
+    numbers += [x for v in values.values() if isinstance(v, (tuple, list)) for x in v if isinstance(x, float)]
+    return all(math.isfinite(x) for x in numbers)
 
 
 def _baseline(ev: Evaluated, th: Thresholds) -> CheckResult:
@@ -224,7 +283,10 @@ def _baseline(ev: Evaluated, th: Thresholds) -> CheckResult:
         theirs = _baseline_comparison(ev.parent, ev.metric)
         if theirs is not None and not theirs.beats:
             return _skip("baseline", ev, "the parent does not beat the trivial baseline either: nothing to lose")
-        if comp.value is not None and not _paired(ev, th)[0].significant:
+        # At the baseline itself (within one item of it: the seed's 50.0) it fails whatever n, since the parent
+        # clearly beats it (checked above); only a score between the two is judged by the paired test.
+        at_baseline = comp.value is not None and abs(comp.value - comp.baseline) <= 1 / max(comp.n, 1) + 1e-9
+        if comp.value is not None and not at_baseline and not _paired(ev, th)[0].significant:
             return CheckResult("baseline", ev.model, ev.task, "pass", comp.message, values=values,
                                note="not clearly above the baseline at this n, but not significantly below its "
                                     "parent, which is")
@@ -232,12 +294,56 @@ def _baseline(ev: Evaluated, th: Thresholds) -> CheckResult:
     return _fail("baseline", ev, comp.message, "trivial_baseline", records, values)
 
 
+# --- speed (issue 18): per-phase steady-state timings, so that every variant is timed, however short its run ------
+
+
 def _speed(ev: Evaluated, th: Thresholds) -> CheckResult:
+    """The slow-kernel alarm. Each phase of the variant against the same phase of the parent, from the timings the
+    runs themselves recorded (`evalkit.run.timing`; a cached run keeps those of the run that produced it): prefill
+    seconds per prompt token (fastest batch) and decode seconds per row and step (median step, warm-up steps
+    excluded), per model over all its tasks when the gate gathered them (`Evidence.speed`: each phase's fastest
+    task), else this task's run. Robust on shared cores, defined however short a run is; the alarm names the slower
+    phase."""
     if th.max_slowdown is None:
         return _skip("speed", ev, "switched off (max_slowdown = none)")
+    mine, theirs = ev.speed if ev.speed is not None else (ev.result.run.phases, ev.theirs.run.phases)
+    if mine is None or theirs is None:
+        return _whole_run_speed(ev, th)
+    where = ev.result.throughput().get("device", "?")
+    ratios = {"prefill": mine.prefill_s_per_token / theirs.prefill_s_per_token}
+    parts = [f"prefill {mine.prefill_s_per_token * 1e6:.3g} vs the parent's {theirs.prefill_s_per_token * 1e6:.3g} "
+             f"us/token ({ratios['prefill']:.1f}x)"]
+    note = ""
+    if mine.decode_s_per_row is not None and theirs.decode_s_per_row is not None:
+        ratios["decode"] = mine.decode_s_per_row / theirs.decode_s_per_row
+        parts.insert(0, f"decode {mine.decode_s_per_row * 1e3:.3g} vs the parent's {theirs.decode_s_per_row * 1e3:.3g} "
+                        f"ms/row-step ({ratios['decode']:.1f}x; {mine.decode_steps} and {theirs.decode_steps} steps "
+                        f"timed)")
+    else:
+        note = "no decode step timed (the replies ended at their first token): prefill compared alone"
+    phase = max(ratios, key=lambda k: ratios[k])
+    slowdown = ratios[phase]
+    scope = " (each model's fastest task)" if ev.speed is not None else ""
+    numbers = f"{'; '.join(parts)}{scope}; alarm at {th.max_slowdown:g}x on {where}"
+    values = {"slowdown": slowdown, "phase": phase, **{f"{k}_slowdown": v for k, v in ratios.items()},
+              "prefill_s_per_token": mine.prefill_s_per_token, "decode_s_per_row": mine.decode_s_per_row,
+              "parent_prefill_s_per_token": theirs.prefill_s_per_token,
+              "parent_decode_s_per_row": theirs.decode_s_per_row}
+    if slowdown <= th.max_slowdown:
+        return CheckResult("speed", ev.model, ev.task, "pass", numbers, note=note, values=values)
+    return CheckResult("speed", ev.model, ev.task, "fail", f"{phase} {slowdown:.1f}x slower than the parent's: {numbers}",
+                       diagnosis="slow_kernel", values=values,
+                       note=note or "timings come from each model's own run (the cache keeps them)")
+
+
+def _whole_run_speed(ev: Evaluated, th: Thresholds) -> CheckResult:
+    """Runs without phase timings (a backend that does not measure them): whole-run throughput, when long enough."""
     mine, theirs = ev.result.throughput(), ev.theirs.throughput()
     if theirs["seconds"] < MIN_TIMED_SECONDS or mine["tokens_per_second"] <= 0:
-        return _skip("speed", ev, f"the parent's run took under {MIN_TIMED_SECONDS:g}s: too short to time against")
+        return _skip("speed", ev, f"the parent's run took under {MIN_TIMED_SECONDS:g}s and has no phase timings: "
+                                  "too short to time against")
+    if mine["output_tokens"] < MIN_TIMED_TOKENS * max(1, mine["samples"]):  # the prompts' prefill is all it timed
+        return _skip("speed", ev, f"under {MIN_TIMED_TOKENS} output tokens per reply: too few to time decoding")
     slowdown = theirs["tokens_per_second"] / mine["tokens_per_second"]
     numbers = (f"{mine['tokens_per_second']:.1f} tokens/s vs the parent's {theirs['tokens_per_second']:.1f} "
                f"({slowdown:.1f}x slower; alarm at {th.max_slowdown:g}x); {mine['seconds_per_sample']:.3f} vs "
@@ -248,6 +354,8 @@ def _speed(ev: Evaluated, th: Thresholds) -> CheckResult:
         return CheckResult("speed", ev.model, ev.task, "pass", numbers, values=values)
     return CheckResult("speed", ev.model, ev.task, "fail", numbers, diagnosis="slow_kernel",
                        note="timings come from each model's own run (the cache keeps them)", values=values)
+
+# --- end of speed ---------------------------------------------------------------------------------------------------
 
 
 def _below(values: Sequence[float], floor: float, th: Thresholds) -> RateTest:
@@ -352,7 +460,8 @@ def _baseline_comparison(result: TaskResult, metric: str) -> BaselineComparison 
 CHECKS: Registry[CheckSpec] = Registry("check", error=GateError)
 """Every check, in the order a verdict looks for its primary diagnosis (root causes first)."""
 
-for _spec in (CheckSpec("prompt", _prompt, needs_parent=True), CheckSpec("compliance", _compliance),
+for _spec in (CheckSpec("artifacts", _artifacts, needs_parent=True), CheckSpec("finite", _finite),
+              CheckSpec("prompt", _prompt, needs_parent=True), CheckSpec("compliance", _compliance),
               CheckSpec("stopping", _stopping, needs_parent=True), CheckSpec("metric_floor", _metric_floor),
               CheckSpec("recovery", _recovery, needs_parent=True), CheckSpec("drift", _drift, needs_parent=True),
               CheckSpec("baseline", _baseline), CheckSpec("speed", _speed, needs_parent=True, stable=False)):

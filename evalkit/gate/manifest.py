@@ -19,7 +19,7 @@ validated on load, and a wrong key or value is one error naming the file, the ta
 >>> m.models["variant"].path.as_posix(), m.thresholds("variant", "zoo_yes_no").min_compliance
 ('/models/v', 0.9)
 
-The format is documented in docs/gate.md.
+The format is documented in docs/gate.md (installed: `evalkit.core.paths.doc`).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from pathlib import Path
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
+from evalkit.core import paths
 from evalkit.core.lineage import lineage, with_ancestors
 from evalkit.errors import CycleError, ManifestError
 from evalkit.models.description import ZOO_SCHEME, ModelSpec
@@ -40,8 +41,8 @@ from evalkit.models.description import ZOO_SCHEME, ModelSpec
 __all__ = ["Case", "DEFAULT_MANIFEST", "GateSettings", "Manifest", "ManifestError", "ModelSpec", "TaskEntry",
            "Thresholds", "load", "loads", "ZOO_SCHEME"]
 
-DEFAULT_MANIFEST = Path(__file__).resolve().parents[2] / "fixtures" / "zoo.toml"
-"""The fixture zoo's gate manifest: the default of `evalkit gate` and of the pytest plugin's --zoo."""
+DEFAULT_MANIFEST = paths.data_dir() / "zoo.toml"
+"""The fixture zoo's gate manifest, from a checkout or from the installed package: the default of `evalkit gate`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +205,7 @@ class Manifest:
 _THRESHOLD_KEYS = {f.name: f.type for f in dataclasses.fields(Thresholds)}
 _GATE_KEYS = {f.name for f in dataclasses.fields(GateSettings)}
 _TASK_KEYS = {"source", "limit", "gpu_limit", "metric", "thresholds"}
-_MODEL_KEYS = {"path", "parent", "base", "dtype", "tasks", "expect", "diagnosis", "note", "thresholds"}
+_MODEL_KEYS = {"path", "parent", "base", "dtype", "tasks", "expect", "diagnosis", "symptoms", "note", "thresholds"}
 _TOP_KEYS = {"gate", "thresholds", "tasks", "models"}
 
 
@@ -213,12 +214,12 @@ def load(path: str | os.PathLike[str]) -> Manifest:
     file = Path(path)
     if not file.is_file():
         raise ManifestError(f"{file}: manifest file not found; pass --zoo with the path of a TOML manifest "
-                            f"(see docs/gate.md)")
+                            f"(format: {paths.doc('gate.md')})")
     try:
         text = file.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
         raise ManifestError(f"{file}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); a "
-                            "TOML manifest is UTF-8: re-save it as such (see docs/gate.md)") from None
+                            f"TOML manifest is UTF-8: re-save it as such (format: {paths.doc('gate.md')})") from None
     except OSError as err:
         raise ManifestError(f"{file}: cannot be read ({err.strerror or err})") from None
     return loads(text, root=file.parent, source=str(file))
@@ -365,18 +366,22 @@ def _model(name: str, body: Any, root: Path, tasks: Mapping[str, TaskEntry], whe
     if expect not in ("pass", "fail"):
         raise where.fail(table, f"expect must be \"pass\" or \"fail\", got {expect!r}")
     kw["expect"] = expect
-    diagnosis = body.get("diagnosis", ())
-    if isinstance(diagnosis, str):
-        diagnosis = (diagnosis,)
-    diagnosis = tuple(where.typed(diagnosis, (list, tuple), table, "diagnosis"))
-    if diagnosis and expect != "fail":
-        raise where.fail(table, "diagnosis names why a known-broken model fails; it needs expect = \"fail\"")
+    diagnosis, symptoms = (_names(body, key, table, where) for key in ("diagnosis", "symptoms"))
+    if (diagnosis or symptoms) and expect != "fail":
+        raise where.fail(table, "diagnosis and symptoms name why a known-broken model fails; each needs "
+                                "expect = \"fail\"")
     if expect == "fail" and not diagnosis:
         raise where.fail(table, "expect = \"fail\" needs the expected diagnosis, e.g. diagnosis = \"empty\" "
-                                "(see docs/gate.md for the names)")
-    kw["diagnosis"] = diagnosis
+                                f"(the names: {paths.doc('gate.md')})")
+    kw["diagnosis"], kw["symptoms"] = diagnosis, symptoms
     kw["thresholds"] = _thresholds(body.get("thresholds", {}), where, f"[models.{name}.thresholds]")
     return ModelSpec(**kw)
+
+
+def _names(body: Mapping[str, Any], key: str, table: str, where: _Where) -> tuple[str, ...]:
+    """A diagnosis list of a model table: one name or a list of names."""
+    value = body.get(key, ())
+    return tuple(where.typed((value,) if isinstance(value, str) else value, (list, tuple), table, key))
 
 
 def _resolve(path: str, root: Path) -> Path:

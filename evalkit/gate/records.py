@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from evalkit.core.extract import Diagnosis
 
 if TYPE_CHECKING:  # the engine and drift load with the first evaluation, not with the records
+    from evalkit.models.artifacts import Difference
+    from evalkit.run.generation import Phases
     from evalkit.run.drift import DriftResult
     from evalkit.run.engine import TaskResult
 
@@ -27,7 +29,7 @@ OUTCOMES = ("PASS", "FAIL", "CAUGHT", "MISDIAGNOSED", "ESCAPED")
 LABELS = {
     "no_chat_template": "the model has no chat template, so its prompts fell back to plain text while its parent's "
                         "used the template: it is asked in a format it was not trained on",
-    "prompt_mismatch": "the model is prompted differently from its parent",
+    "prompt_mismatch": "the model is prompted differently from its parent (another prompt text or token ids)",
     "runaway": "replies run to max_new_tokens where the parent's stop: the end-of-turn token no longer ends "
                "generation (eos lost from the generation config or tokenizer)",
     "wrong_answer": "answers are well-formed (a valid \\boxed{}) but wrong",
@@ -39,6 +41,15 @@ LABELS = {
     "evaluation_error": "the evaluation raised an error",
     "drift_error": "drift against the parent could not be computed",
     "parent_error": "the parent could not be evaluated, so nothing can be compared with it",
+    # issue 12: loud failures and the artifacts a variant shares with its parent (evalkit.models.artifacts)
+    "non_finite": "NaN or Inf in the model's numbers (weights, logits, hidden states, metrics or timings); the "
+                  "first place it appears is named",
+    "architecture_mismatch": "config.json describes another architecture than the parent's (layers, heads, sizes, "
+                             "rope, tied embeddings, ...)",
+    "tokenizer_mismatch": "the tokenizer differs from the parent's (vocabulary, merges, special or added tokens)",
+    "chat_template_mismatch": "the chat template differs from the parent's: the model is asked in another format",
+    "generation_config_mismatch": "generation_config.json differs from the parent's (eos, pad, bos or sampling "
+                                  "defaults)",
 }
 """Diagnoses a check can name besides `evalkit.core.extract.Diagnosis` values, with their one-line explanations."""
 
@@ -81,6 +92,8 @@ class Evidence:
     parent_error: Failure | None = None
     drift_error: Failure | None = None
     identity: Mapping[str, str] = field(default_factory=dict)  # what the checkpoint is (`Gate.identity`)
+    artifacts: tuple[Difference, ...] | None = None  # differences from the parent's artifacts; None: not compared
+    speed: tuple[Phases, Phases] | None = None  # (model, parent): each one's fastest phases over its tasks (Gate)
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,12 +7,14 @@ evidence, and run every check over it -> `Verdict`s and a `GateReport`.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
+import os
 import time
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal, TextIO
 
 from evalkit.core.metrics import PRIMARY_METRIC
 from evalkit.data.tasks import Task, load_task
@@ -20,14 +22,17 @@ from evalkit.errors import DriftError, GateError, ManifestError, ModelLoadError,
 from evalkit.gate.checks import CHECKS, check
 from evalkit.gate.manifest import Case, Manifest, Thresholds, load
 from evalkit.gate.records import Evidence, Failure, Verdict
+from evalkit.models.artifacts import Difference
 from evalkit.gate.render import GateReport
 from evalkit.gate.summary import golden, summarize
+from evalkit.models.capture import captured
 from evalkit.models.loading import LoadedModel, load_model
 from evalkit.run.cache import Cache
 from evalkit.run.device import resolve_device
 from evalkit.run.drift import DriftResult, drift, teacher_from_generations
 from evalkit.run.engine import TaskResult, evaluate
-from evalkit.run.generation import GenerationConfig
+from evalkit.run.generation import GenerationConfig, Phases, render_prompts
+from evalkit.run.timing import fastest
 
 __all__ = ["Gate", "run_gate", "select_cases", "verdict"]
 
@@ -48,26 +53,32 @@ class Gate:
     for drift), so memory stays bounded on a zoo of any size.
 
     log: one line per step, for people. progress: called with (model, task) as each (model, task) is evaluated
-    (or fails to be), for a progress bar; parents outside the reported cases count too. on_model: called with a
-    model's name once it is done (every task evaluated, drift against its parent measured, or its error kept), so
-    a run folder can be written as the run goes and an interrupted run keeps what it finished.
+    (or fails to be), for a progress bar; parents outside the reported cases count too. third_party: where the
+    libraries' own output goes while they load, build, generate and measure drift (their progress bars, warnings,
+    log records: `evalkit.models.capture`); None leaves it on the terminal (``--verbose``, and pytest, which
+    captures it per test). on_model (an attribute, set after construction): called with a model's name once it is
+    done (every task evaluated, drift against its parent measured, or its error kept), so a run folder can be
+    written as the run goes and an interrupted run keeps what it finished.
     """
 
     def __init__(self, manifest: Manifest, *, device: str | None = None, limit: int | None = None,
                  log: Callable[[str], None] | None = None, progress: Callable[[str, str], None] | None = None,
-                 max_loaded: int = 3, on_model: Callable[[str], None] | None = None) -> None:
+                 max_loaded: int = 3, helper: bool = False, third_party: TextIO | None = None) -> None:
         self.manifest = manifest
+        self.third_party = third_party
         self.device = resolve_device(device or manifest.gate.device)
         self.limit = limit
         self.log = log or (lambda _msg: None)
         self.progress = progress or (lambda _model, _task: None)
-        self.on_model = on_model or (lambda _model: None)
+        self.on_model: Callable[[str], None] = lambda _model: None
         self.max_loaded = max(2, max_loaded)
+        self.helper = helper  # a second process builds zoo variants and generates beside this one (2+ cores)
         self.timings: dict[str, float] = collections.defaultdict(float)
         self._loaded: collections.OrderedDict[str, LoadedModel] = collections.OrderedDict()
         self._tasks: dict[str, Task | Failure] = {}
         self._results: dict[tuple[str, str], TaskResult | Failure] = {}  # (model, task) -> result or why not
         self._drift: dict[tuple[str, str], DriftResult | Failure | None] = {}  # (model, task) -> drift or why not
+        self._artifacts: dict[tuple[str, str], tuple[Difference, ...]] = {}  # (model, task) -> vs the parent's
         self._model_errors: dict[str, Failure] = {}
         self._verdicts: dict[tuple[str, str], Verdict] = {}
         self._identities: dict[str, dict[str, str]] = {}
@@ -95,7 +106,15 @@ class Gate:
         d = self._drift.get((model, task))
         return Evidence(model, task, own, metric, parent_name=spec.parent, parent=theirs,
                         drift=d if isinstance(d, DriftResult) else None,
-                        drift_error=d if isinstance(d, Failure) else None, identity=identity)
+                        drift_error=d if isinstance(d, Failure) else None, identity=identity,
+                        artifacts=self._artifacts.get((model, task)),
+                        speed=self._speed(model, spec.parent))
+
+    def _speed(self, model: str, parent: str) -> tuple[Phases, Phases] | None:
+        """Issue 18: each model's fastest phases over its tasks (`evalkit.run.timing.fastest`), for the speed check."""
+        mine, theirs = (fastest(r.run.phases for t in self._tasks_of(m)
+                                if isinstance(r := self._results.get((m, t)), TaskResult)) for m in (model, parent))
+        return (mine, theirs) if mine is not None and theirs is not None else None
 
     def done(self, model: str, task: str) -> tuple[TaskResult | Failure | None, DriftResult | Failure | None]:
         """What is known of (model, task) so far, evaluating nothing: its result (or why not) and its drift."""
@@ -134,7 +153,11 @@ class Gate:
     def report(self, cases: Iterable[Case] | None = None) -> GateReport:
         """Verdicts for `cases` (default: every case of the manifest), computing what is missing."""
         started = time.perf_counter()
-        verdicts = tuple(self.verdict(c.model, c.task) for c in (cases or self.manifest.cases()))
+        cases = list(cases or self.manifest.cases())
+        with self._helping(cases) as helped:
+            if helped:
+                self._evaluate_ready_first(cases)
+            verdicts = tuple(self.verdict(c.model, c.task) for c in cases)
         self.timings["total"] += time.perf_counter() - started
         return GateReport(verdicts, dict(self.timings), self.device)
 
@@ -144,6 +167,78 @@ class Gate:
         return GateReport(tuple(done), {**self.timings, "total": time.perf_counter() - self._started}, self.device)
 
     # -- evaluation --------------------------------------------------------------------------------------------------
+
+    # --- issue 18: a second process builds zoo variants, then evaluates from the end of the plan --------------------
+
+    def _plan(self, cases: Sequence[Case]) -> list[str]:
+        """The models `cases` need, each parent before its variants."""
+        from evalkit.core.lineage import with_ancestors
+
+        return with_ancestors([c.model for c in cases], lambda n: self.manifest.models[n].parent)
+
+    @contextlib.contextmanager
+    def _helping(self, cases: Sequence[Case]) -> Iterator[bool]:
+        """With ``helper`` and 2+ cores, a second process (`_helper`) works beside this one: it builds the zoo
+        variants `cases` need (single-threaded by design, for deterministic bytes), then generates from the end of
+        the plan into the shared cache until it meets models this process has done. Yields whether it runs. Every
+        model still comes through `_path` and `evaluate` here, which read what the helper made (the same bytes:
+        builds are deterministic and generations are the same code with the same settings), so the verdicts, the
+        snapshot parts and the results are those of a gate without it."""
+        plan = self._plan(cases)
+        names = [z for m in plan if (z := self.manifest.models[m].zoo_name) is not None]
+        if not self.helper or (os.cpu_count() or 1) < 2:
+            yield False
+            return
+        import multiprocessing
+
+        from evalkit.zoo.build import prebuild_order
+
+        spawn = multiprocessing.get_context("spawn")
+        stop = spawn.Event()
+        worker = spawn.Process(target=_helper, daemon=True,
+                               args=(self.manifest, self.device, self.limit, prebuild_order(names), plan[::-1], stop))
+        worker.start()
+        try:
+            yield True
+        finally:
+            stop.set()  # this process has everything: the helper ends after the build or task it is on
+            worker.join(timeout=60)
+            if worker.is_alive():
+                worker.terminate()
+                worker.join()
+
+    def _evaluate_ready_first(self, cases: Sequence[Case]) -> None:
+        """Evaluate the models `cases` need, each next one the first whose build is finished (else the first in
+        order, built or waited for here): the verdicts that follow read these results in manifest order."""
+        from evalkit.zoo.build import looks_built
+
+        def ready(model: str) -> bool:
+            name = self.manifest.models[model].zoo_name
+            return name is None or looks_built(name)
+
+        pending = self._plan(cases)
+        while pending:
+            self._process(next((m for m in pending if ready(m)), pending[0]))
+            pending = [m for m in pending if m not in self._model_errors
+                       and not all((m, t) in self._results for t in self._tasks_of(m))]
+
+    def fill_cache(self, models: Sequence[str], stop: Callable[[], bool] = lambda: False) -> None:
+        """Generate `models` on all their tasks into the cache, in order, passing over a model whose first task is
+        there already (the gate's own process got to it first), until `stop()`: the helper's second half."""
+        for model in models:
+            if stop():
+                return
+            loaded = self._load(model)
+            if loaded is None:
+                continue
+            for task in self._tasks_of(model):
+                if stop():
+                    return
+                result = self._evaluate(model, loaded, task)
+                if isinstance(result, TaskResult) and result.cache_hit:
+                    break
+
+    # --- end of issue 18's helper ---------------------------------------------------------------------------------
 
     def _metric(self, task: str) -> str:
         entry = self.manifest.tasks[task]
@@ -178,6 +273,9 @@ class Gate:
         if spec.parent is not None:
             self._process(spec.parent)
         loaded = self._load(model)
+        parent = self._load(spec.parent) if loaded is not None and spec.parent is not None else None
+        if loaded is not None and parent is not None:  # before any generation: the cheap root causes first
+            self._compare_artifacts(model, loaded, parent)
         for t in self._tasks_of(model):
             result = self._model_errors[model] if loaded is None else self._evaluate(model, loaded, t)
             self._results[(model, t)] = result
@@ -185,8 +283,23 @@ class Gate:
         if loaded is not None and spec.parent is not None and spec.parent not in self._model_errors:
             parent = self._load(spec.parent)
             for t in self._tasks_of(model):
-                self._drift[(model, t)] = self._compute_drift(loaded, parent, spec.parent, t)
+                self._drift[(model, t)] = self._compute_drift(model, loaded, parent, spec.parent, t)
         self.on_model(model)
+
+    def _compare_artifacts(self, model: str, loaded: LoadedModel, parent: LoadedModel) -> None:
+        """Differences from the parent's artifacts, per task: the model's own (tokenizer, template, generation
+        config, architecture), then the first item whose rendered prompt differs."""
+        from evalkit.models.artifacts import compare, compare_prompts, describe
+
+        own = compare(describe(loaded.model, loaded.tokenizer), describe(parent.model, parent.tokenizer))
+        for t in self._tasks_of(model):
+            task = self._task(t)
+            prompts = None
+            if isinstance(task, Task):
+                mine, theirs = (render_prompts(m.tokenizer, task.items, self._config()) for m in (loaded, parent))
+                prompts = compare_prompts([(p.item_id, p.text, p.token_ids) for p in mine],
+                                          [(p.item_id, p.text, p.token_ids) for p in theirs])
+            self._artifacts[(model, t)] = own + ((prompts,) if prompts else ())
 
     def _load(self, model: str) -> LoadedModel | None:
         if model in self._model_errors:
@@ -199,8 +312,9 @@ class Gate:
         try:
             try:
                 path = self._path(model)
-                loaded = load_model(path, device=self.device, dtype=spec.dtype or self.manifest.gate.dtype,
-                                    base=spec.base)
+                with captured(self.third_party):
+                    loaded = load_model(path, device=self.device, dtype=spec.dtype or self.manifest.gate.dtype,
+                                        base=spec.base)
             except ModelLoadError as err:
                 self._model_errors[model] = Failure("load_error", str(err))
                 return None
@@ -222,7 +336,8 @@ class Gate:
             return Path(spec.path)
         from evalkit.zoo.build import build
 
-        return build(only=[name], log=self.log)[name]
+        with captured(self.third_party):
+            return build(only=[name], log=self.log)[name]
 
     def _evaluate(self, model: str, loaded: LoadedModel, task: str) -> TaskResult | Failure:
         t = self._task(task)
@@ -232,7 +347,8 @@ class Gate:
             self._cache = Cache(self.manifest.gate.cache)
         started = time.perf_counter()
         try:
-            result = evaluate(loaded, t, self._config(), cache=self._cache)
+            with captured(self.third_party):
+                result = evaluate(loaded, t, self._config(), cache=self._cache)
         except Exception as err:  # noqa: BLE001
             return Failure("evaluation_error", f"{type(err).__name__}: {err}", where=_where(err))
         finally:
@@ -241,22 +357,41 @@ class Gate:
                  f"({'cache' if result.cache_hit else f'{result.run.seconds:.1f}s'})")
         return result
 
-    def _compute_drift(self, loaded: LoadedModel, parent: LoadedModel | None, parent_name: str, task: str
-                       ) -> DriftResult | Failure | None:
+    def _compute_drift(self, model: str, loaded: LoadedModel, parent: LoadedModel | None, parent_name: str,
+                       task: str) -> DriftResult | Failure | None:
         theirs = self._results.get((parent_name, task))
         if parent is None or not isinstance(theirs, TaskResult):
             return None
+        differences = self._artifacts.get((model, task), ())
+        vocab = next((d for d in differences if d.diagnosis == "tokenizer_mismatch" and d.detail.startswith("vocab")),
+                     None)
+        if vocab is not None:  # next-token distributions over other vocabularies do not compare
+            return Failure("tokenizer_mismatch", f"{model} and {parent_name} have different vocabularies ({vocab.detail})")
         started = time.perf_counter()
         try:
             seqs = teacher_from_generations(parent.tokenizer, theirs.run.generations[: self.manifest.gate.drift_limit],
                                             plain=theirs.prompt_mode == "plain")
-            return drift(loaded, parent, seqs)
+            with captured(self.third_party):
+                return drift(loaded, parent, seqs)
         except DriftError as err:
             return Failure("drift_error", str(err))
         except Exception as err:  # noqa: BLE001
             return Failure("drift_error", f"{type(err).__name__}: {err}", where=_where(err))
         finally:
             self.timings["drift"] += time.perf_counter() - started
+
+
+def _helper(manifest: Manifest, device: str, limit: int | None, builds: Sequence[str], models: Sequence[str],
+            stop: Any) -> None:
+    """The second process of a gate with ``helper`` (`Gate._helping`): builds, then generations, nothing printed, on
+    one thread (the gate's process keeps its own; replies do not depend on the thread count: docs/gate.md)."""
+    import torch
+
+    from evalkit.zoo.build import prebuild
+
+    torch.set_num_threads(1)
+    prebuild(builds, stop=stop.is_set)  # quiet: this process's output goes nowhere from here on
+    Gate(manifest, device=device, limit=limit).fill_cache(models, stop=stop.is_set)
 
 
 def _where(err: BaseException) -> str:

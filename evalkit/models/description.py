@@ -58,7 +58,8 @@ class ModelSpec:
     dtype: str | None = None  # overrides [gate].dtype for this model
     tasks: tuple[str, ...] = ()  # subset of the manifest's tasks (empty: all)
     expect: Literal["pass", "fail"] = "pass"  # "fail": a known-broken model the gate must catch
-    diagnosis: tuple[str, ...] = ()  # with expect="fail": the diagnoses that count as caught for the right reason
+    diagnosis: tuple[str, ...] = ()  # with expect="fail": the root causes that count as caught for the right reason
+    symptoms: tuple[str, ...] = ()  # with expect="fail": further diagnoses its checks may fail with (not a catch)
     note: str = ""  # free text, shown in reports (e.g. how the broken variant was made)
     thresholds: Mapping[str, Any] = field(default_factory=dict)
     # what the folder says (`describe`): the report-facing description

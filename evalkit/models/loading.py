@@ -24,8 +24,12 @@ from typing import Any
 
 from evalkit.core.registry import Registry
 from evalkit.errors import ModelLoadError
+from evalkit.models.dtypes import DTYPES, check_dtype
+from evalkit.models.dtypes import torch_dtype as _dtype
 from evalkit.models.files import JSONFileError, read_json_object
 from evalkit.models.fingerprint import combine, fingerprint
+from evalkit.models.legacy import LEGACY_SIDE_FILES, legacy_config
+from evalkit.models.load_report import check_load_report
 from evalkit.models.oneline import first_line as _first_line
 from evalkit.models.oneline import held_logs as _held_logs
 
@@ -33,6 +37,7 @@ __all__ = ["DTYPES", "FORMATS", "LOADERS", "LoadedModel", "Loader", "ModelLoadEr
            "format_of_quant_method", "load_model", "resolve_adapter_base"]
 
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+ADAPTER_WEIGHTS = "adapter_model.safetensors"  # the one file name an adapter's weights are read from
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
 
 
@@ -97,8 +102,10 @@ def detect_format(path: str | os.PathLike[str]) -> str:
 def _format_from_config(root: Path, config: dict) -> str:
     qc = config.get("quantization_config")
     if qc is None:
-        if (root / "quantize_config.json").exists():  # AutoGPTQ's legacy side file
+        if (root / LEGACY_SIDE_FILES["gptq-legacy"]).exists():  # AutoGPTQ's legacy side file
             return "gptq-legacy"
+        if (root / LEGACY_SIDE_FILES["awq-legacy"]).exists():  # AutoAWQ's
+            return "awq-legacy"
         return "plain"
     method = qc.get("quant_method") if isinstance(qc, dict) else None
     fmt = format_of_quant_method(method)
@@ -116,7 +123,9 @@ def _format_from_config(root: Path, config: dict) -> str:
 def _check_weights(root: Path, *, adapter: bool) -> None:
     """Weights present, in safetensors, complete. Pickles are refused: loading one can run arbitrary code."""
     stem = "adapter_model" if adapter else "model"
-    safetensors = sorted(root.glob(f"{stem}*.safetensors")) if adapter else sorted(root.glob("*.safetensors"))
+    if adapter:
+        _check_adapter_file(root)
+    safetensors = [root / ADAPTER_WEIGHTS] if adapter else sorted(root.glob("*.safetensors"))
     index = root / f"{stem}.safetensors.index.json"
     if index.exists():
         shards = sorted(set((_read_json(index) or {}).get("weight_map", {}).values()))
@@ -135,6 +144,22 @@ def _check_weights(root: Path, *, adapter: bool) -> None:
                              " copy the weight files next to the config.")
     for file in safetensors:
         _check_safetensors(file)
+
+
+def _check_adapter_file(root: Path) -> None:
+    """An adapter's weights are `adapter_model.safetensors` and nothing else: peft reads that name only, and falls
+    back to unpickling `adapter_model.bin` when it is absent, whatever other safetensors files lie beside it."""
+    if (root / ADAPTER_WEIGHTS).is_file():
+        return
+    others = sorted(p.name for p in root.iterdir() if p.name.startswith("adapter_model") or p.suffix == ".safetensors")
+    pickles = [name for name in others if Path(name).suffix in _PICKLE_SUFFIXES]
+    if pickles and len(pickles) == len(others):
+        raise ModelLoadError(f"{root}: adapter weights only as pickle ({', '.join(pickles)}); evalkit loads"
+                             f" {ADAPTER_WEIGHTS} only, because unpickling can run arbitrary code. Convert once in a"
+                             " trusted environment: `PeftModel.save_pretrained(folder, safe_serialization=True)`.")
+    found = f" (found {', '.join(others)}: rename the adapter's safetensors file to {ADAPTER_WEIGHTS})" if others else ""
+    raise ModelLoadError(f"{root}: no {ADAPTER_WEIGHTS} in the adapter folder{found}; peft reads that file name only"
+                         " (and would unpickle adapter_model.bin instead).")
 
 
 def _check_safetensors(file: Path) -> None:
@@ -195,9 +220,11 @@ def _from_pretrained(root: Path, *, device: str, dtype: Any, **kwargs: Any) -> A
 
     with _held_logs() as held:
         try:
-            return AutoModelForCausalLM.from_pretrained(
+            # ignore_mismatched_sizes: transformers then reports a size mismatch instead of raising without naming
+            # the tensor; `check_load_report` turns every entry of the report into one error naming the keys.
+            model, report = AutoModelForCausalLM.from_pretrained(
                 root, dtype=dtype, device_map={"": device}, use_safetensors=True, trust_remote_code=False,
-                local_files_only=True, **kwargs)
+                local_files_only=True, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs)
         except ValueError as err:
             held.replay = False
             if "trust_remote_code" in str(err) or "auto_map" in str(err):
@@ -206,6 +233,10 @@ def _from_pretrained(root: Path, *, device: str, dtype: Any, **kwargs: Any) -> A
             raise ModelLoadError(f"{root}: transformers could not load the model: {_first_line(err)}") from err
         except (OSError, KeyError, RuntimeError) as err:
             raise ModelLoadError(f"{root}: transformers could not load the model: {held.explain(err)}") from err
+        if any(report.get(k) for k in ("missing_keys", "unexpected_keys", "mismatched_keys")):
+            held.replay = False  # the error below says it in one line; transformers' table is not shown
+        check_load_report(root, report)
+    return model
 
 
 def _tokenizer(root: Path) -> Any:
@@ -292,16 +323,19 @@ def _bnb_note(qc: Any) -> str:
 
 
 def _load_gptq_legacy(root: Path, *, device: str, dtype: Any) -> tuple[Any, tuple[str, ...]]:
-    _require("gptqmodel", "legacy-gptq")
-    _require("optimum", "legacy-gptq")
-    model = _from_pretrained(root, device=device, dtype=dtype)
+    for module in ("gptqmodel", "optimum"):
+        if not _installed(module):
+            raise ModelLoadError(f"{root}: a legacy GPTQ checkpoint needs the optional package {module!r} (its"
+                                 " packed weights mean nothing to plain transformers): pip install"
+                                 " 'evalkit[legacy-gptq]' (gptqmodel with --no-deps, docs/quantization.md)")
+    model = _from_pretrained(root, device=device, dtype=dtype, **legacy_config(root, "gptq-legacy"))
     return model, ("legacy GPTQ checkpoint, kernels from gptqmodel",)
 
 
 def _load_awq_legacy(root: Path, *, device: str, dtype: Any) -> tuple[Any, tuple[str, ...]]:
     # transformers 5 runs AWQ checkpoints through gptqmodel's kernels; autoawq is the fallback for old stacks.
     if _installed("gptqmodel"):
-        model = _from_pretrained(root, device=device, dtype=dtype)
+        model = _from_pretrained(root, device=device, dtype=dtype, **legacy_config(root, "awq-legacy"))
         return model, ("legacy AWQ checkpoint, kernels from gptqmodel",)
     if _installed("awq"):
         from awq import AutoAWQForCausalLM
@@ -405,10 +439,16 @@ def _load_adapter(root: Path, fmt: str, *, device: str, dtype: Any, base: Any) -
     if base_fmt == "bnb-nf4":
         notes.append(_bnb_note(model.config.quantization_config))
     try:
-        model = PeftModel.from_pretrained(model, str(root), is_trainable=False)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = PeftModel.from_pretrained(model, str(root), is_trainable=False)
     except (ValueError, RuntimeError, KeyError) as err:
         raise ModelLoadError(f"{root}: the adapter does not fit its base {base_dir}: {err}. Pass the base it was"
                              " trained on as base=.") from err
+    missing = [str(w.message) for w in caught if "missing adapter keys" in str(w.message)]
+    if missing:  # peft leaves those LoRA matrices at their initialization and only warns
+        raise ModelLoadError(f"{root}: {ADAPTER_WEIGHTS} does not hold every tensor of adapter_config.json: "
+                             f"{missing[0][:300]}. Re-save the adapter with `save_pretrained`.")
     notes.append("LoRA adapter applied unmerged")
     has_tokenizer = any((root / name).exists() for name in _TOKENIZER_FILES)
     tokenizer = _tokenizer(root if has_tokenizer else base_dir)
@@ -438,36 +478,6 @@ def _read_json(file: Path) -> dict[str, Any] | None:
         return read_json_object(file)
     except JSONFileError as err:
         raise ModelLoadError(f"{file}: {err}; restore the file from the original model.") from None
-
-
-DTYPES = ("float32", "bfloat16", "float16", "float64", "float", "half", "double")
-"""The load dtypes a model can be evaluated in (by name, with or without ``torch.``), besides "auto"."""
-
-
-def check_dtype(dtype: str | None) -> None:
-    """Refuse a dtype name that is not a floating dtype evalkit loads, without importing torch.
-
-    >>> check_dtype("torch.bfloat16"), check_dtype(None)
-    (None, None)
-    >>> check_dtype("float33")  # doctest: +ELLIPSIS
-    Traceback (most recent call last):
-    evalkit.errors.ModelLoadError: dtype 'float33' is not a torch dtype evalkit loads; use auto, float32, ...
-    """
-    if dtype is None or dtype == "auto" or (isinstance(dtype, str) and dtype.removeprefix("torch.") in DTYPES):
-        return
-    raise ModelLoadError(f"dtype {dtype!r} is not a torch dtype evalkit loads; use auto, {', '.join(DTYPES)} "
-                         "(or leave it out to keep the checkpoint's own)")
-
-
-def _dtype(dtype: Any) -> Any:
-    if dtype is None or dtype == "auto":
-        return "auto"
-    if isinstance(dtype, str):
-        import torch
-
-        check_dtype(dtype)
-        return getattr(torch, dtype.removeprefix("torch."))
-    return dtype
 
 
 def _param_dtype(model: Any) -> str:

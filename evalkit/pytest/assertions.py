@@ -4,6 +4,7 @@ model) and `GateCase`, one (model, task) of a running gate as a test sees it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import pytest
@@ -16,14 +17,21 @@ from evalkit.gate.runner import Gate
 __all__ = ["GateCase", "require"]
 
 
-def require(result: CheckResult, *, expect: Literal["pass", "fail"] = "pass") -> None:
-    """The assertion core of every gate test: skip, pass, fail with the message, or xfail a known-broken model."""
+def require(result: CheckResult, *, expect: Literal["pass", "fail"] = "pass", expected: Sequence[str] = ()) -> None:
+    """The assertion core of every gate test: skip, pass, fail with the message, or xfail a known-broken model.
+
+    A known-broken model's failure is an xfail only when its diagnosis is one of `expected` (the manifest's
+    ``diagnosis``): a load error or any other diagnosis is a real failure, which the breakage must not hide.
+    """
     __tracebackhide__ = True
     if result.status == "skip":
         pytest.skip(f"{result.check}: {result.numbers}")  # model and task are in the test id; same reasons group
     if result.status == "fail":
-        if expect == "fail":  # one line: the -ra summary lists every catch
+        if expect == "fail" and result.diagnosis in expected:  # one line: the -ra summary lists every catch
             pytest.xfail(f"known-broken model caught: {result.message.splitlines()[0]}")
+        if expect == "fail":
+            pytest.fail(f"known-broken model failed for an unexpected reason ({result.diagnosis or 'no diagnosis'};"
+                        f" expected {' or '.join(expected) or 'nothing listed'}):\n{result.message}", pytrace=False)
         pytest.fail(result.message, pytrace=False)
 
 
@@ -42,7 +50,13 @@ class GateCase:
     def require(self, name: str) -> None:
         """Assert one check (a known-broken model's failure is an xfail: the gate caught it)."""
         __tracebackhide__ = True
-        require(self.check(name), expect=self.case.expect)
+        require(self.check(name), expect=self.case.expect, expected=self._expected())
+
+    def _expected(self) -> tuple[str, ...]:
+        """The diagnoses a check of this known-broken model may fail with and still be an xfail: its root causes and
+        their symptoms (none for a healthy one). Only a root cause counts as caught (`require_caught`)."""
+        spec = self.gate.manifest.models[self.case.model]
+        return (*spec.diagnosis, *spec.symptoms)
 
     def require_caught(self) -> None:
         """Assert that a known-broken model fails, and for one of its expected diagnoses."""
@@ -86,4 +100,4 @@ class GateCase:
         __tracebackhide__ = True
         ev = self.gate.evidence(self.case.model, self.case.task)
         if ev.error is not None:
-            require(error_result("evaluation", ev), expect=self.case.expect)
+            require(error_result("evaluation", ev), expect=self.case.expect, expected=self._expected())

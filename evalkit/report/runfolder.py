@@ -46,7 +46,8 @@ MAX_NAME_BYTES = 64
 """Longest folder or file stem evalkit makes from a name (file systems allow 255 bytes; paths stay readable)."""
 LOCK = ".evalkit.lock"
 REPORT_FILES = ("metrics_summary.csv", "report.md", "report.html")
-RUN_FILES = frozenset({"run.json", "run.json.tmp", "verdicts.json", "results", "drift", LOCK, *REPORT_FILES})
+RUN_FILES = frozenset({"run.json", "run.json.tmp", "verdicts.json", "run.log", "results", "drift", "lm_eval", LOCK,
+                       *REPORT_FILES})
 """Everything evalkit writes at the top of a run folder; a folder holding anything else is never replaced."""
 
 _SAFE = re.compile(r"[^A-Za-z0-9._+-]+")
@@ -79,7 +80,7 @@ def foreign_file(folder: Path) -> str | None:
         for entry in sorted(folder.iterdir()):
             if entry.name not in RUN_FILES and not entry.name.startswith(".tmp-"):
                 return entry.name
-            if entry.name in ("results", "drift"):
+            if entry.name in ("results", "drift", "lm_eval"):
                 if entry.is_symlink() or not entry.is_dir():
                     return entry.name
                 for sub in sorted(entry.rglob("*")):

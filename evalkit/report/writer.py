@@ -5,6 +5,7 @@ Markdown and HTML reports of a run folder (`write_reports`, what ``evalkit repor
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -17,10 +18,12 @@ from evalkit.gate.records import Failure
 from evalkit.gate.render import GateReport
 from evalkit.gate.runner import Gate
 from evalkit.models.description import ModelSpec
+from evalkit.report import lm_eval
 from evalkit.report.html import html
 from evalkit.report.markdown import markdown
+from evalkit.report.combine import load_for_report
 from evalkit.report.runfolder import REPORT_FILES
-from evalkit.report.rundir import RUN_SCHEMA, RunWriter, load_run
+from evalkit.report.rundir import RUN_SCHEMA, RunWriter
 from evalkit.report.tables import csv_text, rows
 
 __all__ = ["ReportPaths", "RunRecorder", "write_reports", "write_run"]
@@ -91,14 +94,26 @@ class RunRecorder:
                 continue
             self._write(model, task)
         self.writer.add_verdicts([v.to_dict() for v in report.verdicts])
+        self._keep_log()
         self.writer.close()
         return list(dict.fromkeys(errors))
+
+    def _keep_log(self) -> None:
+        """run.log in the run folder: evalkit's steps and the libraries' own output, which the terminal did not
+        show (the gate's ``third_party`` sink; nothing with ``--verbose``)."""
+        sink = self.gate.third_party
+        if isinstance(sink, io.StringIO):
+            (self.writer.folder / "run.log").write_text(sink.getvalue(), encoding="utf-8")
 
     def __enter__(self) -> RunRecorder:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, err: BaseException | None, tb: Any) -> None:
         if kind is not None:
+            try:
+                self._keep_log()
+            except OSError:  # the folder itself is what failed: the run's own error says so
+                pass
             self.writer.__exit__(kind, err, tb)
 
 
@@ -114,16 +129,18 @@ class ReportPaths:
     csv: Path
     markdown: Path
     html: Path
+    lm_eval: tuple[Path, ...] = ()  # one lm-evaluation-harness results file per model (`evalkit.report.lm_eval`)
 
 
-def write_reports(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None) -> ReportPaths:
+def write_reports(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None, *,
+                  combine: bool = False) -> ReportPaths:
     """Write metrics_summary.csv, report.md and report.html for the run in `run_dir` (into `out_dir`, default the
-    run folder itself).
+    run folder itself). A folder of several runs is refused unless `combine` (`evalkit.report.combine`).
 
     An existing file of one of those names is replaced only inside a run folder or when evalkit wrote it (its
     first line says so): a report never overwrites a file of someone else's.
     """
-    run = load_run(run_dir)
+    run = load_for_report(run_dir, combine_runs=combine)
     out = Path(out_dir) if out_dir is not None else run.root
     paths = ReportPaths(*(out / name for name in REPORT_FILES))
     _check_report_folder(out, paths)
@@ -133,7 +150,7 @@ def write_reports(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[st
         tmp = path.with_name(f".tmp-{path.name}")
         tmp.write_text(text, encoding="utf-8")
         os.replace(tmp, path)
-    return paths
+    return dataclasses.replace(paths, lm_eval=tuple(lm_eval.write_all(run, out)))
 
 
 _SIGNATURES = {"metrics_summary.csv": "model,task,", "report.md": "# evalkit report", "report.html": "<!DOCTYPE html>"

@@ -29,12 +29,13 @@ from typing import Any, get_args
 from evalkit.core import jsonsafe
 from evalkit.core.types import FinishReason
 from evalkit.core.versions import library_versions
-from evalkit.run.generation import Generation, GenerationConfig, GenerationRun, Prompt
+from evalkit.run.generation import Generation, GenerationConfig, GenerationRun, Phases, Prompt
 
 __all__ = ["CACHE_PACKAGES", "Cache", "cache_versions", "key_parts", "make_key"]
 
-CACHE_FORMAT = 1  # bump when the stored layout changes
-GENERATION_CODE_VERSION = 1  # bump when evalkit.run.generation changes what it produces for the same inputs
+CACHE_FORMAT = 2  # bump when the stored layout changes (2: each generation keeps its token ids, for drift)
+GENERATION_CODE_VERSION = 2  # bump when evalkit.run.generation changes what it produces for the same inputs
+# 2: runs carry per-phase timings (Phases), which the slow-kernel check needs: entries without them are regenerated
 DEFAULT_CACHE_DIR = Path(".evalkit") / "cache"
 CACHE_PACKAGES = ("torch", "transformers", "compressed-tensors", "peft", "bitsandbytes")
 """The libraries whose numerics decide generations: their versions are part of every cache key."""
@@ -111,7 +112,9 @@ class Cache:
             if data["format"] != CACHE_FORMAT or data["key"] != key:
                 return None
             gens = tuple(_generation(g) for g in data["generations"])
-            run = GenerationRun(gens, float(data["seconds"]), {str(k): str(v) for k, v in data["backend"].items()})
+            phases = Phases.from_dict(data["phases"]) if data.get("phases") else None
+            run = GenerationRun(gens, float(data["seconds"]), {str(k): str(v) for k, v in data["backend"].items()},
+                                phases)
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             warnings.warn(f"evalkit cache: ignoring malformed entry {path} ({err!r}); it will be regenerated",
                           stacklevel=2)
@@ -135,6 +138,7 @@ class Cache:
             "parts": parts,
             "seconds": run.seconds,
             "backend": run.backend,
+            "phases": run.phases.to_dict() if run.phases is not None else None,
             "generations": [g.to_dict() for g in run.generations],
         }
         tmp: str | None = None
@@ -175,4 +179,7 @@ def _generation(row: Any) -> Generation:
             raise ValueError(f"generation field {name!r} is {row[name]!r}")
     if row["finish_reason"] not in _FINISH_REASONS:
         raise ValueError(f"finish_reason {row['finish_reason']!r} is not one of {_FINISH_REASONS}")
+    ids = row["token_ids"]
+    if not isinstance(ids, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
+        raise ValueError("generation field 'token_ids' is not a list of token ids")
     return Generation.from_dict(row)

@@ -71,6 +71,9 @@ class DriftResult:
     first_divergent_layer: int | None  # first i with layer_cosine[i] < threshold; None when none is
     largest_drop_layer: int | None  # i with the largest fall from the previous layer's cosine (embedding for i=0)
     threshold: float
+    missing_layers: str = ""  # decoder layers one model has and the other lacks ("" when the depths agree)
+    nonfinite: str = ""  # where NaN/Inf first appears in the variant's forward ("model.layers.3", "logits"); "": none
+    nonfinite_weights: tuple[str, ...] = ()  # the variant's parameters holding NaN/Inf (the first few)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -81,7 +84,10 @@ class DriftResult:
 
 def teacher_from_generations(tokenizer: Any, generations: Sequence[Generation], *, plain: bool = False
                              ) -> list[TeacherSequence]:
-    """Teacher sequences from a parent's generations (prompt text + raw response text, eos included).
+    """Teacher sequences from a parent's generations: the prompt as rendered (text -> ids, as `render_prompts`
+    tokenized it) and the response token ids the parent generated, eos included. Re-tokenizing the decoded text
+    would feed other ids wherever decoding is not invertible; generations recorded before token ids were kept fall
+    back to it.
 
     plain: the prompts were plain prompts (tokenized with the tokenizer's special tokens, e.g. BOS).
     Items whose prompt was too long to send (finish reason ``prompt_too_long``) have no response and are skipped.
@@ -91,7 +97,7 @@ def teacher_from_generations(tokenizer: Any, generations: Sequence[Generation], 
         if g.finish_reason == "prompt_too_long":
             continue
         prompt = tokenizer(g.prompt, add_special_tokens=plain)["input_ids"]
-        response = tokenizer(g.raw_text, add_special_tokens=False)["input_ids"]
+        response = list(g.token_ids) or tokenizer(g.raw_text, add_special_tokens=False)["input_ids"]
         if response:
             out.append(TeacherSequence(tuple(prompt), tuple(response)))
     return out
@@ -140,6 +146,8 @@ def drift(variant: Any, parent: Any, sequences: Sequence[TeacherSequence], confi
     kls, agree, nll_p, nll_v = [], 0, 0.0, 0.0
     cos_sum: list[float] | None = None
     cos_n = 0
+    nonfinite: int | None = None  # index into hidden states (0: embeddings), or len(hidden states): logits
+    shared = 0  # hidden states (embeddings + decoder layers) both models have
     with torch.inference_mode():
         for b in range(0, len(seqs), config.batch_size):
             batch = seqs[b : b + config.batch_size]
@@ -157,9 +165,11 @@ def drift(variant: Any, parent: Any, sequences: Sequence[TeacherSequence], confi
             tgt = target[sel]
             nll_p -= float(logp.gather(-1, tgt[:, None]).sum())
             nll_v -= float(logq.gather(-1, tgt[:, None]).sum())
-            if len(hp) == len(hv):
-                valid = mask.bool()
-                sims = [float(_cosine(a[valid], c[valid]).sum()) for a, c in zip(hp, hv, strict=True)]
+            valid = mask.bool()
+            nonfinite = _first_nonfinite([h[valid] for h in hv] + [lv[valid]], nonfinite)
+            shared = min(len(hp), len(hv))
+            if hp[0].shape[-1] == hv[0].shape[-1]:  # other hidden sizes: no cosine, the logits still compare
+                sims = [float(_cosine(a[valid], c[valid]).sum()) for a, c in zip(hp[:shared], hv[:shared])]
                 cos_sum = sims if cos_sum is None else [x + y for x, y in zip(cos_sum, sims, strict=True)]
                 cos_n += int(valid.sum())
     kl = torch.cat(kls)
@@ -167,16 +177,41 @@ def drift(variant: Any, parent: Any, sequences: Sequence[TeacherSequence], confi
     q = torch.quantile(kl, torch.tensor([0.5, 0.9, 0.99], dtype=kl.dtype)).tolist() if n > 1 else [float(kl[0])] * 3
     cosines = [c / cos_n for c in cos_sum] if cos_sum else []
     embedding, layers = (cosines[0], tuple(cosines[1:])) if cosines else (math.nan, ())
-    first = next((i for i, c in enumerate(layers) if c < config.layer_threshold), None)
-    drops = [prev - cur for prev, cur in zip((embedding, *layers[:-1]), layers, strict=True)]
+    first = next((i for i, c in enumerate(layers) if not c >= config.layer_threshold), None)  # NaN diverges too
+    drops = [prev - cur if math.isfinite(prev - cur) else math.inf
+             for prev, cur in zip((embedding, *layers[:-1]), layers, strict=True)]
     largest = max(range(len(drops)), key=drops.__getitem__) if drops and max(drops) > 1e-6 else None
     ppl_p, ppl_v = math.exp(nll_p / n), math.exp(nll_v / n)
+    depth_p, depth_v = len(hp) - 1, len(hv) - 1
+    missing = "" if depth_p == depth_v else (
+        f"model.layers.{shared - 1}-{max(depth_p, depth_v) - 1} of the {'parent' if depth_p > depth_v else 'variant'}"
+        f" have no counterpart ({depth_v} vs the parent's {depth_p} decoder layers; the first {shared - 1} compared)")
+    where = "" if nonfinite is None else "logits" if nonfinite == len(hv) else \
+        "model.embed_tokens" if nonfinite == 0 else f"model.layers.{nonfinite - 1}"
     return DriftResult(
         n_sequences=len(seqs), n_tokens=n, kl_mean=float(kl.mean()), kl_median=q[0], kl_p90=q[1], kl_p99=q[2],
         kl_max=float(kl.max()), top1_agreement=agree / n, ppl_parent=ppl_p, ppl_variant=ppl_v, ppl_ratio=ppl_v / ppl_p,
         embedding_cosine=embedding, layer_cosine=layers, first_divergent_layer=first, largest_drop_layer=largest,
-        threshold=config.layer_threshold,
+        threshold=config.layer_threshold, missing_layers=missing, nonfinite=where,
+        nonfinite_weights=_nonfinite_weights(variant.model) if where else (),
     )
+
+
+def _first_nonfinite(tensors: Sequence[Any], so_far: int | None) -> int | None:
+    """The index of the first tensor holding NaN or Inf, or `so_far` when that comes earlier (None: none does)."""
+    import torch
+
+    limit = len(tensors) if so_far is None else so_far
+    found = next((i for i, t in enumerate(tensors[:limit]) if not bool(torch.isfinite(t).all())), None)
+    return so_far if found is None else found
+
+
+def _nonfinite_weights(model: Any, shown: int = 3) -> tuple[str, ...]:
+    """The parameters holding NaN or Inf: where a non-finite forward comes from, when it is the weights."""
+    import torch
+
+    names = [name for name, p in model.named_parameters() if p.is_floating_point() and not bool(torch.isfinite(p).all())]
+    return tuple(names[:shown]) + ((f"and {len(names) - shown} more",) if len(names) > shown else ())
 
 
 def _cut(s: TeacherSequence, max_tokens: int) -> TeacherSequence:

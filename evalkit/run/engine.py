@@ -25,7 +25,8 @@ from evalkit.core.types import Item
 from evalkit.data.tasks import Task
 from evalkit.run.backends import BACKENDS
 from evalkit.run.cache import Cache, cache_versions, key_parts, make_key
-from evalkit.run.generation import Backend, Generation, GenerationConfig, GenerationRun, Prompt
+from evalkit.run.generation import (Backend, Generation, GenerationConfig, GenerationRun, Prompt,
+                                    end_of_turn_tokens)
 
 RESULTS_SCHEMA = "evalkit.results"
 RESULTS_SCHEMA_VERSION = 1
@@ -72,6 +73,7 @@ class SampleRecord:
             "gold": list(self.item.answers),
             "prompt": g.prompt,
             "raw_text": g.raw_text,
+            "answer_text": g.raw_text[: self.extraction.turn_end],  # the reply's own turn: what extraction read
             "text": g.text,
             "prompt_tokens": g.prompt_tokens,
             "output_tokens": g.output_tokens,
@@ -196,8 +198,8 @@ class TaskResult:
 # ---------------------------------------------------------------------------------------------------- core
 
 
-def score_generations(task: Task, generations: Sequence[Generation], special_tokens: Sequence[str] = ()
-                      ) -> tuple[SampleRecord, ...]:
+def score_generations(task: Task, generations: Sequence[Generation], special_tokens: Sequence[str] = (),
+                      end_of_turn: Sequence[str] = ()) -> tuple[SampleRecord, ...]:
     """Extract, diagnose and score each generation against its item (pure: strings in, records out).
 
     >>> from evalkit.core.types import Item
@@ -212,7 +214,8 @@ def score_generations(task: Task, generations: Sequence[Generation], special_tok
     for item, gen in zip(task.items, generations, strict=True):
         if gen.item_id != item.id:
             raise ValueError(f"{task.name}: generation for item {gen.item_id!r} paired with item {item.id!r}")
-        ex = extract(gen.raw_text, item.family, finish_reason=gen.finish_reason, special_tokens=special_tokens)
+        ex = extract(gen.raw_text, item.family, finish_reason=gen.finish_reason, special_tokens=special_tokens,
+                     end_of_turn=end_of_turn)
         records.append(SampleRecord(item, gen, ex, score(item, ex)))
     return tuple(records)
 
@@ -255,7 +258,8 @@ def evaluate(model: ModelLike, task: Task, config: GenerationConfig = Generation
         run = _generate(backend, prompts, refused, config)
         if cache is not None and key is not None:
             cache.put(key, run, parts)
-    records = score_generations(task, run.generations, getattr(backend, "special_tokens", ()))
+    turn = end_of_turn_tokens(model.tokenizer, getattr(backend, "eos_ids", ()))
+    records = score_generations(task, run.generations, getattr(backend, "special_tokens", ()), turn)
     info = {"path": str(getattr(model, "path", "")), "fingerprint": model.fingerprint,
             "format": getattr(model, "format", "unknown"), "notes": list(getattr(model, "notes", ()))}
     return TaskResult(info, task, config, prompt_mode, records, run, hit, key, time.perf_counter() - start,
@@ -318,7 +322,7 @@ def _generate(backend: Backend, prompts: Sequence[Prompt], refused: dict[int, st
     replies = iter(run.generations)
     gens = tuple(Generation(p.item_id, p.text, "", "", len(p.token_ids), 0, "prompt_too_long") if i in refused
                  else next(replies) for i, p in enumerate(prompts))
-    return GenerationRun(gens, run.seconds, run.backend)
+    return GenerationRun(gens, run.seconds, run.backend, run.phases)
 
 
 def _metric_dict(m: metrics.Metric) -> dict[str, Any]:

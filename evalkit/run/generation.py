@@ -22,8 +22,8 @@ from evalkit.core import prompts
 from evalkit.core.prompts import PromptMode
 from evalkit.core.types import FinishReason, Item
 
-__all__ = ["DECODERS", "Backend", "Decoder", "Generation", "GenerationConfig", "GenerationRun", "Prompt", "PromptMode",
-           "eos_token_ids", "render_prompts"]
+__all__ = ["DECODERS", "Backend", "Decoder", "Generation", "GenerationConfig", "GenerationRun", "Phases", "Prompt",
+           "PromptMode", "end_of_turn_tokens", "eos_token_ids", "render_prompts"]
 
 Decoder = Literal["eager", "static", "compiled", "cuda_graph"]
 DECODERS: tuple[Decoder, ...] = ("eager", "static", "compiled", "cuda_graph")
@@ -77,12 +77,35 @@ class Generation:
     prompt_tokens: int
     output_tokens: int  # up to and including the eos token, excluding padding
     finish_reason: FinishReason  # "eos", or "length" when max_new_tokens cut it off
+    token_ids: tuple[int, ...] = ()  # the generated ids, up to and including eos: what drift teacher-forces
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, row: dict[str, Any]) -> Generation:
+        return cls(**{**row, "token_ids": tuple(row.get("token_ids", ()))})
+
+
+@dataclass(frozen=True, slots=True)
+class Phases:
+    """Steady-state speed of one run, per phase (`evalkit.run.timing`): what the slow-kernel check compares, since
+    a run's wall time mixes in one-time costs and, on a small model, is too short to time as a whole.
+
+    >>> Phases.from_dict(Phases(2e-05, 0.001, 90, 2).to_dict()).decode_steps
+    90
+    """
+
+    prefill_s_per_token: float  # the fastest batch's prefill seconds / (rows x prompt width)
+    decode_s_per_row: float | None  # median decode step seconds / rows, warm-up steps excluded; None: no step ran
+    decode_steps: int  # decode steps timed
+    batches: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, row: dict[str, Any]) -> Phases:
         return cls(**row)
 
 
@@ -92,13 +115,14 @@ class GenerationRun:
 
     generations: tuple[Generation, ...]
     seconds: float  # wall time of generation only (tokenization included, model loading excluded)
-    backend: dict[str, str]  # Backend.describe(): name, device, dtype, decoder
+    backend: dict[str, str]  # Backend.describe(): name, device, dtype, decoder (and fallback: what ran slower)
+    phases: Phases | None = None  # per-phase timings, when the backend measures them
 
     @property
     def output_tokens(self) -> int:
         return sum(g.output_tokens for g in self.generations)
 
-    def throughput(self) -> dict[str, float | int]:
+    def throughput(self) -> dict[str, Any]:
         n = len(self.generations)
         tokens = self.output_tokens
         return {
@@ -107,6 +131,7 @@ class GenerationRun:
             "seconds_per_sample": round(self.seconds / n, 6) if n else 0.0,
             "output_tokens": tokens,
             "tokens_per_second": round(tokens / self.seconds, 2) if self.seconds > 0 else 0.0,
+            **({"phases": self.phases.to_dict()} if self.phases is not None else {}),
         }
 
 
@@ -138,6 +163,29 @@ def render_prompts(tokenizer: Any, items: Sequence[Item], config: GenerationConf
         ids = tokenizer(text, add_special_tokens=mode == "plain")["input_ids"]
         out.append(Prompt(item.id, text, tuple(ids), mode))
     return out
+
+
+def end_of_turn_tokens(tokenizer: Any, stop_ids: Sequence[int] = ()) -> tuple[str, ...]:
+    """The tokens that end the model's turn: those that stop generation (`stop_ids`), and the special token the
+    chat template writes right after an assistant message (`<|im_end|>` for ChatML), so that a reply whose end of
+    turn no longer stops generation (a lost eos) still ends there for extraction.
+
+    A tokenizer without a template has only its stop tokens.
+    """
+    tokens = [str(t) for t in tokenizer.convert_ids_to_tokens(list(stop_ids))] if stop_ids else []
+    specials = {str(t) for t in getattr(tokenizer, "all_special_tokens", ()) or ()}
+    if getattr(tokenizer, "chat_template", None):
+        marker = "\x00evalkit-end-of-turn\x00"
+        try:
+            text = tokenizer.apply_chat_template([{"role": "user", "content": "q"},
+                                                  {"role": "assistant", "content": marker}], tokenize=False)
+        except Exception:  # noqa: BLE001 - a template that cannot render a reply names no end-of-turn token
+            text = ""
+        after = text.split(marker, 1)[1] if marker in text else ""
+        ending = next((t for t in sorted(specials, key=len, reverse=True) if after.lstrip().startswith(t)), None)
+        if ending is not None:
+            tokens.append(ending)
+    return tuple(dict.fromkeys(t for t in tokens if t))
 
 
 def eos_token_ids(model: Any, tokenizer: Any) -> tuple[int, ...]:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from evalkit.core import paths
 from evalkit.core.lineage import with_ancestors
 from evalkit.errors import ZooError
 from evalkit.zoo.breakages import BREAKAGES
@@ -47,9 +48,11 @@ def build(zoo_dir: str | os.PathLike[str] | None = None, cache_dir: str | os.Pat
     missing = [p for p in PARENTS + (QLORA,) if not (zoo / p).is_dir()]
     needed = [p for p in missing if p in _closure(names)]
     if needed:
-        raise ZooError(f"zoo parents missing under {zoo}: {needed}; they are committed under fixtures/zoo"
-                       " (train them with scripts/train_zoo.py) or point EVALKIT_ZOO_DIR at them.")
+        raise ZooError(f"zoo parents missing under {zoo}: {needed}; {_where_parents_come_from()}")
     cache.mkdir(parents=True, exist_ok=True)
+    ready = _built(names, zoo, cache, n_calibration)
+    if ready is not None:  # everything up to date: no lock, so a reader never waits on another process's build
+        return ready
     paths: dict[str, Path] = {}
     with FileLock(str(cache / ".build.lock")):
         for name in _closure(names):
@@ -68,6 +71,75 @@ def build(zoo_dir: str | os.PathLike[str] | None = None, cache_dir: str | os.Pat
             if log:
                 log(f"built {name} in {time.perf_counter() - started:.1f}s")
     return {name: paths[name] for name in names}
+
+
+def _built(names: Sequence[str], zoo: Path, cache: Path, n_calibration: int) -> dict[str, Path] | None:
+    """name -> folder when every variant `names` needs is already built and up to date, else None. Safe without the
+    lock: a folder is complete once its provenance records its build key (the stamp is written last)."""
+    paths: dict[str, Path] = {}
+    for name in _closure(names):
+        v = VARIANTS.get(name)
+        if v.kind in ("parent", "qlora"):
+            paths[name] = zoo / name
+            continue
+        out = cache / name
+        if not _up_to_date(out, _build_key(v, paths[_source(v)], n_calibration)):
+            return None
+        paths[name] = out
+    return {name: paths[name] for name in names}
+
+
+def prebuild_order(names: Sequence[str]) -> list[str]:
+    """`names` (and what they are built from) in the order a gate's worker builds them: the order given, except
+    that the cheap variants (a breakage edit of a built variant, under a second) come right after their source, so a
+    gate waiting on a long calibration has them to evaluate meanwhile.
+
+    >>> prebuild_order(["base_gptq_w4g64", "base_awq_w4g128", "base_gptq_w4g64_lost_eos"])[:3]
+    ['base_gptq_w4g64', 'base_gptq_w4g64_lost_eos', 'base_awq_w4g128']
+    """
+    todo = [n for n in with_ancestors(names, source_of) if VARIANTS.get(n).kind not in ("parent", "qlora")]
+    out: list[str] = []
+    for name in todo:
+        if name in out:
+            continue
+        out.append(name)
+        out += [n for n in todo if n not in out and VARIANTS.get(n).recipe is None and source_of(n) == name]
+    return out
+
+
+def looks_built(name: str, cache_dir: str | os.PathLike[str] | None = None) -> bool:
+    """Whether `name` is a committed model or has a finished build in the cache (its stamp; cheap, not checked
+    against the current build key, which `build` does)."""
+    v = VARIANTS.get(name)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return v.kind in ("parent", "qlora") or recorded_build_key(cache / name) is not None
+
+
+def prebuild(names: Sequence[str], *, quiet: bool = True, stop: Callable[[], bool] = lambda: False) -> None:
+    """Build `names` one at a time, in order, each under the cache lock: what a gate's second process does first
+    while the gate evaluates (`evalkit.gate.runner.Gate`, ``helper=True``). A variant the gate needs before it is built here
+    it builds or waits for itself; one that fails here is left to the gate, which reports it. quiet: this process's
+    output (the quantizers' logs and progress bars) goes nowhere, so that it does not mix with the gate's; stop:
+    asked before each build."""
+    import sys
+
+    if quiet:
+        sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - for the life of this worker process
+    for name in names:
+        if stop():
+            return
+        try:
+            build(only=[name])
+        except Exception:  # noqa: BLE001 - the gate builds it again and reports the error
+            continue
+def _where_parents_come_from() -> str:
+    """How to get the parents back, naming what exists here: a checkout's training script, or the installed wheel."""
+    root = paths.checkout()
+    if root is not None:
+        return (f"they are committed under {root / 'fixtures' / 'zoo'} (retrain them with "
+                f"{root / 'scripts' / 'train_zoo.py'}), or point EVALKIT_ZOO_DIR at them")
+    return ("the evalkit wheel ships them (pip install --force-reinstall evalkit restores them), or point "
+            "EVALKIT_ZOO_DIR at them")
 
 
 def _source(v: Variant) -> str:

@@ -117,6 +117,22 @@ def load_tiny(folder: Path, fingerprint: str | None = None) -> Tiny:
     return Tiny(model=model, tokenizer=tok, path=Path(folder), fingerprint=fingerprint or f"tiny:{Path(folder).name}")
 
 
+def truncate_depth(folder: Path, keep: int) -> Path:
+    """Keep only the first `keep` decoder layers of a saved folder, consistently (tensors and config.json): a
+    shallower model that loads cleanly, sharing its first layers with the original."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    tensors = {k: v for k, v in load_file(folder / "model.safetensors").items()
+               if not (k.startswith("model.layers.") and int(k.split(".")[2]) >= keep)}
+    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    config = json.loads((folder / "config.json").read_text())
+    config["num_hidden_layers"], config["layer_types"] = keep, config["layer_types"][:keep]
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
 def make_tiny_qwen3(path: Path, *, seed: int = 0, layers: int = 4) -> Path:
     """The quantizable size (hidden 256, ~2.4M parameters with 4 layers, bf16, untied lm_head, ChatML template),
     saved to `path`."""

@@ -173,6 +173,26 @@ def test_extract(raw: str, family, expected: Extraction) -> None:
     assert extract(raw, family) == expected
 
 
+# The lost-eos variant's replies (tests/unit/cli/test_cli.py): the answer, <|im_end|>, then hallucinated turns whose
+# last box is not the answer. Only the reply's own turn is read (issue 12).
+TURN = ["<|im_end|>"]
+
+
+@pytest.mark.parametrize(("raw", "finish", "expected", "why"), [
+    ("\\boxed{no}<|im_end|>iter}<|im_end|> largest.\n\\boxed{}<|im_end|>{}", "length", Extraction("no", "no", D.OK),
+     "before: the stray empty box of a later turn was read (no valid answer)"),
+    ("\\boxed{no}<|im_end|>\n<|im_start|>user\nIs it?<|im_end|>\n\\boxed{yes}", "length",
+     Extraction("no", "no", D.OK), "before: the hallucinated turn's 'yes' was read"),
+    ("Let me think<|im_end|>\\boxed{yes}", "length", Extraction(None, None, D.NO_BOX),
+     "ended its turn without a box: no_box, not truncated"),
+    ("\\boxed{yes}", "length", Extraction("yes", "yes", D.OK), "no end-of-turn token: read as a whole"),
+])
+def test_text_after_the_first_end_of_turn_token_is_not_the_answer(raw, finish, expected, why) -> None:
+    got = extract(raw, "yes_no", finish_reason=finish, end_of_turn=TURN)
+    assert (got.raw_box, got.answer, got.diagnosis) == (expected.raw_box, expected.answer, expected.diagnosis), why
+    assert got.turn_end == (None if "<|im_end|>" not in raw else raw.index("<|im_end|>") + len("<|im_end|>"))
+
+
 # --- per-family normalization ---------------------------------------------------------------------------------------
 
 CHOICE_CASES = [

@@ -19,7 +19,7 @@ from evalkit.run.drift import DriftResult
 from evalkit.run.engine import TaskResult, score_generations
 from evalkit.gate import CHECKS, Evidence, Failure, Gate, check, verdict
 from evalkit.pytest.assertions import require
-from evalkit.run.generation import Generation, GenerationConfig, GenerationRun
+from evalkit.run.generation import Generation, GenerationConfig, GenerationRun, Phases
 from evalkit.gate.manifest import Thresholds, loads
 from evalkit.data.tasks import Task, load_task
 from evalkit.core.types import Item
@@ -40,10 +40,11 @@ def _wrong(item: Item) -> str:
 
 
 def _result(task: Task, respond: Callable[[int, Item], str], *, seconds: float = 2.0, tokens: int = 6,
-            finish: str = "eos") -> TaskResult:
+            finish: str = "eos", phases: Phases | None = None) -> TaskResult:
     gens = [Generation(it.id, "<prompt>", respond(i, it), respond(i, it).replace(EOS, ""), 40, tokens, finish)
             for i, it in enumerate(task.items)]  # type: ignore[arg-type]
-    run = GenerationRun(tuple(gens), seconds, {"backend": "transformers", "device": "cpu", "dtype": "float32"})
+    run = GenerationRun(tuple(gens), seconds, {"backend": "transformers", "device": "cpu", "dtype": "float32"},
+                        phases)
     records = score_generations(task, gens, [EOS])
     return TaskResult({"path": "m", "fingerprint": "f"}, task, GenerationConfig(), "chat_template", records, run,
                       False, None, seconds)
@@ -59,11 +60,13 @@ def _drift(**overrides: object) -> DriftResult:
 
 def _evidence(task: Task, variant: Callable[[int, Item], str] | None, parent: Callable[[int, Item], str] | None = None,
               **kw: object) -> Evidence:
-    mine = _result(task, variant, **{k: kw.pop(k) for k in ("seconds", "tokens", "finish") if k in kw}) \
+    mine = _result(task, variant, **{k: kw.pop(k) for k in ("seconds", "tokens", "finish", "phases") if k in kw}) \
         if variant else None
-    theirs = _result(task, parent, seconds=kw.pop("parent_seconds", 2.0)) if parent else None  # type: ignore[arg-type]
+    theirs = _result(task, parent, seconds=kw.pop("parent_seconds", 2.0),  # type: ignore[arg-type]
+                     phases=kw.pop("parent_phases", None)) if parent else None  # type: ignore[arg-type]
     return Evidence("variant", task.name, mine, "accuracy", parent_name="parent" if parent else None, parent=theirs,
-                    drift=kw.pop("drift", _drift() if parent else None), **kw)  # type: ignore[arg-type]
+                    drift=kw.pop("drift", _drift() if parent else None),
+                    artifacts=kw.pop("artifacts", () if parent else None), **kw)  # type: ignore[arg-type]
 
 
 def _statuses(ev: Evidence, th: Thresholds = Thresholds()) -> dict[str, str]:
@@ -186,7 +189,35 @@ def test_drift_out_of_bounds_names_the_layer() -> None:
     assert check("drift", ev, Thresholds(max_mean_kl=None, min_top1_agreement=None)).status == "pass"
 
 
-def test_slow_kernel_alarm() -> None:
+def test_slow_kernel_alarm_compares_each_phase_and_names_the_slower() -> None:
+    """The seed's symptom (28-30 s/sample quantized vs 2-3 s base) in a run of a fraction of a second: the phases
+    each run timed are compared, so a short run is judged too."""
+    task = _yes_no(16)
+    parent = Phases(prefill_s_per_token=2e-5, decode_s_per_row=1e-3, decode_steps=60, batches=2)
+    right = lambda i, it: _right(it)  # noqa: E731
+    slow = _evidence(task, right, right, seconds=0.3, parent_seconds=0.2, parent_phases=parent,
+                     phases=Phases(2.4e-5, 1.2e-2, 60, 2))
+    c = check("speed", slow, Thresholds())
+    assert (c.status, c.diagnosis) == ("fail", "slow_kernel")
+    assert c.numbers.startswith("decode 12.0x slower than the parent's: decode 12 vs the parent's 1 ms/row-step")
+    assert "prefill 24 vs the parent's 20 us/token (1.2x)" in c.message and c.values["phase"] == "decode"
+    assert check("speed", slow, Thresholds(max_slowdown=40)).status == "pass"
+    slow_prefill = _evidence(task, right, right, parent_phases=parent, phases=Phases(4e-4, 1.1e-3, 60, 2))
+    assert check("speed", slow_prefill, Thresholds()).numbers.startswith("prefill 20.0x slower")
+    healthy = _evidence(task, right, right, seconds=0.3, parent_seconds=0.2, parent_phases=parent,
+                        phases=Phases(2.2e-5, 1.5e-3, 60, 2))
+    assert check("speed", healthy, Thresholds()).status == "pass"
+
+
+def test_speed_without_decode_steps_compares_the_prefill() -> None:
+    task = _yes_no(16)
+    right = lambda i, it: _right(it)  # noqa: E731
+    ev = _evidence(task, right, right, parent_phases=Phases(2e-5, 1e-3, 60, 2), phases=Phases(2.1e-5, None, 0, 2))
+    c = check("speed", ev, Thresholds())
+    assert c.status == "pass" and "prefill compared alone" in c.note
+
+
+def test_runs_without_phase_timings_fall_back_to_the_whole_run() -> None:
     task = _yes_no(16)
     slow = _evidence(task, lambda i, it: _right(it), lambda i, it: _right(it), seconds=60.0, parent_seconds=2.0)
     c = check("speed", slow, Thresholds())
@@ -238,7 +269,13 @@ def test_require_maps_statuses_to_pytest_outcomes() -> None:
     with pytest.raises(pytest.fail.Exception, match="compliance FAIL - empty"):
         require(failed)
     with pytest.raises(pytest.xfail.Exception, match="known-broken model caught"):
-        require(failed, expect="fail")
+        require(failed, expect="fail", expected=("empty",))
+    with pytest.raises(pytest.fail.Exception, match=r"unexpected reason \(empty; expected no_box\)"):
+        require(failed, expect="fail", expected=("no_box",))  # issue 12: not among its diagnoses -> a real failure
+    load_error = check("compliance", Evidence("m", "t", None, "accuracy", error=Failure("load_error", "gone")),
+                       Thresholds())
+    with pytest.raises(pytest.fail.Exception, match=r"unexpected reason \(load_error; expected empty\)"):
+        require(load_error, expect="fail", expected=("empty",))
     with pytest.raises(pytest.skip.Exception, match="no absolute floor"):
         require(check("metric_floor", ev, Thresholds()))
     require(check("drift", ev, Thresholds()))  # a pass returns

@@ -112,7 +112,33 @@ def _remote_code(f: Path) -> None:
     _edit_json(f / "config.json", auto_map={"AutoModelForCausalLM": "modeling_custom.Custom"}, model_type="custom")
 
 
+def _tensor_missing(f: Path) -> None:
+    _edit_tensors(f, lambda t: t.pop("model.layers.0.mlp.up_proj.weight"))
+
+
+def _tensor_unexpected(f: Path) -> None:
+    _edit_tensors(f, lambda t: t.update({"model.layers.0.mlp.extra.weight": t["model.norm.weight"].clone()}))
+
+
+def _tensor_size_mismatch(f: Path) -> None:
+    _edit_tensors(f, lambda t: t.update({"model.layers.0.mlp.gate_proj.weight":
+                                         t["model.layers.0.mlp.gate_proj.weight"][:-1].clone()}))
+
+
+def _edit_tensors(f: Path, edit) -> None:
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(f / "model.safetensors")
+    edit(tensors)
+    save_file(tensors, f / "model.safetensors", metadata={"format": "pt"})
+
+
 MALFORMED = {
+    # issue 12: transformers' load report is an error naming the keys, never a random initialization
+    "a tensor missing": (_tensor_missing, r"missing \(randomly initialized\): model\.layers\.0\.mlp\.up_proj\.weight"),
+    "an unexpected tensor": (_tensor_unexpected, r"unexpected \(ignored\): model\.layers\.0\.mlp\.extra\.weight"),
+    "a tensor of another size": (_tensor_size_mismatch,
+                                 r"size mismatch: model\.layers\.0\.mlp\.gate_proj\.weight \(checkpoint \(511, 256\)"),
     "missing config": (_missing_config, r"no config\.json.*save_pretrained"),
     "truncated safetensors": (_truncated_safetensors, r"model\.safetensors: truncated.*re-copy"),
     "garbage safetensors": (_garbage_safetensors, r"not a valid safetensors file"),
@@ -176,6 +202,24 @@ def test_adapter_base_relative_to_adapter_folder(tmp_path):
 def test_adapter_on_a_quantized_base_is_refused(tmp_path):
     with pytest.raises(ModelLoadError, match=r"'compressed-tensors' folder; a LoRA adapter needs a plain"):
         load_model(tiny_lora(), base=tiny_quantized("gptq-w4g64"))
+
+
+@pytest.mark.parametrize(("files", "match"), [
+    ({"adapter_model.safetensors": "adapter_model-renamed.safetensors"},
+     r"no adapter_model\.safetensors .*found adapter_model-renamed\.safetensors, adapter_model\.bin: rename"),
+    ({"adapter_model.safetensors": "adapter_model.bin"}, r"adapter weights only as pickle \(adapter_model\.bin\)"),
+])
+def test_adapter_weights_load_only_from_adapter_model_safetensors(tmp_path, files, match):
+    """peft reads adapter_model.safetensors, else unpickles adapter_model.bin: any other name is refused."""
+    folder = _copy(tiny_lora(), tmp_path / "adapter")
+    for old, new in files.items():
+        (folder / old).rename(folder / new)
+    if "adapter_model-renamed.safetensors" in files.values():  # the pickle peft would have fallen back to
+        from safetensors.torch import load_file
+
+        torch.save(load_file(folder / "adapter_model-renamed.safetensors"), folder / "adapter_model.bin")
+    with pytest.raises(ModelLoadError, match=match):
+        load_model(folder, base=tiny_qwen3())
 
 
 def test_non_lora_adapter_is_refused(tmp_path):
@@ -314,6 +358,65 @@ def test_legacy_awq_without_backend_names_the_extras(tmp_path):
         pytest.skip("an AWQ backend is installed")
     with pytest.raises(ModelLoadError, match=r"evalkit\[legacy-gptq\].*evalkit\[legacy-awq\]"):
         load_model(_legacy_folder(tmp_path, "awq"))
+
+
+def _autogptq_folder(source: Path, out: Path, dequantized: Path, group: int = 64) -> Path:
+    """An AutoGPTQ v1 folder made directly from tensors (round-to-nearest int4, symmetric): packed qweight, qzeros,
+    scales and g_idx, a config.json without quantization_config and quantize_config.json beside it, as AutoGPTQ
+    saved them; `dequantized` gets the same weights unpacked, as a plain folder (what loading must reproduce)."""
+    from safetensors.torch import load_file, save_file
+
+    packed, plain = {}, {}
+    for key, w in load_file(source / "model.safetensors").items():
+        if not (key.startswith("model.layers.") and key.endswith("_proj.weight")):
+            packed[key] = plain[key] = w
+            continue
+        out_f, in_f = w.shape
+        scale = (w.float().reshape(out_f, in_f // group, group).abs().amax(-1) / 7).clamp(min=1e-8).half()
+        q = (w.float().reshape(out_f, in_f // group, group) / scale.float()[..., None]).round().clamp(-8, 7) + 8
+        plain[key] = ((q - 8) * scale.float()[..., None]).reshape(out_f, in_f).to(w.dtype)
+        q_t = q.reshape(out_f, in_f).T.to(torch.int32)  # [in, out]
+        base = key.removesuffix(".weight")
+        packed[base + ".qweight"] = sum(((q_t[b::8] & 0xF) << (4 * b) for b in range(8)),
+                                        torch.zeros(in_f // 8, out_f, dtype=torch.int32))
+        zeros = torch.full((in_f // group, out_f), 7, dtype=torch.int32)  # v1 stores zero point 8 as 8 - 1
+        packed[base + ".qzeros"] = sum(((zeros[:, b::8] & 0xF) << (4 * b) for b in range(8)),
+                                       torch.zeros(in_f // group, out_f // 8, dtype=torch.int32))
+        packed[base + ".scales"] = scale.T.contiguous()
+        packed[base + ".g_idx"] = torch.arange(in_f, dtype=torch.int32) // group
+    for folder, tensors in ((out, packed), (dequantized, plain)):
+        _copy(source, folder)
+        save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    (out / "quantize_config.json").write_text(json.dumps({"bits": 4, "group_size": group, "desc_act": False,
+                                                          "sym": True, "model_file_base_name": "model"}))
+    return out
+
+
+def test_an_autogptq_folder_without_gptqmodel_is_one_clear_error_never_random_weights(tmp_path):
+    import importlib.util
+
+    folder = _autogptq_folder(tiny_qwen3(), tmp_path / "autogptq", tmp_path / "dequantized")
+    assert detect_format(folder) == "gptq-legacy"
+    if importlib.util.find_spec("gptqmodel") and importlib.util.find_spec("optimum"):
+        pytest.skip("gptqmodel and optimum are installed")
+    with pytest.raises(ModelLoadError, match=r"legacy GPTQ checkpoint needs the optional package 'gptqmodel'"):
+        load_model(folder)
+    (folder / "quantize_config.json").unlink()  # as a plain folder its packed tensors are all unexpected
+    with pytest.raises(ModelLoadError, match=r"missing \(randomly initialized\): .*unexpected \(ignored\): "):
+        load_model(folder)
+
+
+def test_an_autogptq_folder_loads_with_its_real_weights(tmp_path, monkeypatch):
+    """The side-file folder (config.json without quantization_config) loads packed: its logits are those of the
+    same weights unpacked, not of a random model."""
+    _gptqmodel_or_skip(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    folder = _autogptq_folder(tiny_qwen3(), tmp_path / "autogptq", tmp_path / "dequantized")
+    loaded, reference = load_model(folder, dtype="float32"), load_model(tmp_path / "dequantized", dtype="float32")
+    assert loaded.format == "gptq-legacy"
+    with torch.no_grad():
+        mine, theirs = (m.model(_ids(reference)).logits.float() for m in (loaded, reference))
+    assert torch.nn.functional.cosine_similarity(mine.flatten(), theirs.flatten(), dim=0) > 0.99
 
 
 def _gptqmodel_or_skip(monkeypatch):

@@ -55,7 +55,7 @@ def test_key_is_stable():
     assert make_key(_parts()) == make_key(_parts())
 
 
-@pytest.mark.parametrize("content", ["{truncated", '{"format": 1}', '{"format": 1, "key": "K", "seconds": 1, '
+@pytest.mark.parametrize("content", ["{truncated", '{"format": 2}', '{"format": 2, "key": "K", "seconds": 1, '
                                      '"backend": {}, "generations": [{"item_id": "a"}]}'])
 def test_corrupt_entry_is_a_warned_miss_and_gets_overwritten(tmp_path, content):
     cache = Cache(tmp_path)
@@ -66,6 +66,22 @@ def test_corrupt_entry_is_a_warned_miss_and_gets_overwritten(tmp_path, content):
         assert cache.get(key) is None
     cache.put(key, _run(), _parts())
     assert cache.get(key) == _run()
+
+
+def test_token_ids_round_trip_and_entries_of_the_older_format_are_regenerated(tmp_path):
+    """Format 2 keeps each generation's token ids (drift teacher-forces them); a format-1 entry, which has none,
+    is a miss, so it is generated again rather than drifted on re-tokenized text."""
+    cache = Cache(tmp_path)
+    key = make_key(_parts())
+    run = GenerationRun((Generation("a", "p", "x", "x", 1, 2, "eos", token_ids=(5, 2)),), 1.0, {})
+    cache.put(key, run, _parts())
+    assert cache.get(key) == run and cache.get(key).generations[0].token_ids == (5, 2)
+    entry = json.loads(cache.path(key).read_text())
+    entry["format"] = 1
+    for g in entry["generations"]:
+        del g["token_ids"]
+    cache.path(key).write_text(json.dumps(entry))
+    assert cache.get(key) is None
 
 
 def test_default_location_is_under_the_current_directory(tmp_path, monkeypatch):

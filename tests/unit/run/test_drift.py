@@ -162,3 +162,33 @@ def test_zoo_sft_against_base_differs_without_a_broken_layer(zoo_parent, zoo_seq
         pytest.skip("SFT parent not built")
     r = drift(load_model(sft, dtype="float32"), zoo_parent, zoo_sequences)
     assert r.kl_mean > 0 and r.n_tokens == sum(len(s.response_ids) for s in zoo_sequences)
+
+
+# --- issue 12: drift never errors on a pair that loads, and NaN says where it starts -------------------------------
+
+
+def test_a_shallower_variant_is_compared_on_the_layers_both_have(parent, parent_dir, sequences, tmp_path):
+    """Before: `zip() argument 2 is shorter than argument 1` (the layer cosines were skipped, then zipped)."""
+    folder = et.truncate_depth(shutil.copytree(parent_dir, tmp_path / "shallow"), 2)  # the parent's first 2 layers
+    r = drift(et.load_tiny(folder), parent, sequences)
+    assert len(r.layer_cosine) == 2 and r.layer_cosine == pytest.approx((1.0, 1.0))  # the same first layers
+    assert r.missing_layers == ("model.layers.2-3 of the parent have no counterpart (2 vs the parent's 4 decoder "
+                                "layers; the first 2 compared)")
+
+
+def test_nan_weights_are_located_at_the_first_layer_whose_hidden_states_turn_non_finite(parent, parent_dir,
+                                                                                         sequences, tmp_path):
+    """Before: NaN cosines never fall below the threshold, so the first diverging layer was 'none'."""
+    broken = _corrupted_copy(parent_dir, tmp_path, 2, scale=float("nan"))
+    r = drift(broken, parent, sequences)
+    assert r.nonfinite == "model.layers.2" and r.first_divergent_layer == 2
+    assert r.nonfinite_weights == ("model.layers.2.mlp.down_proj.weight",)
+    assert r.kl_mean != r.kl_mean  # NaN: the gate's finite check names it (tests/unit/gate/test_loud_failures.py)
+
+
+def test_drift_teacher_forces_the_token_ids_the_parent_generated(parent, sequences):
+    from evalkit.run.generation import Generation
+
+    g = Generation("0", "user", "yes", "yes", 1, 3, "eos", token_ids=(7, 8, 3))
+    (s,) = teacher_from_generations(parent.tokenizer, [g])
+    assert s.response_ids == (7, 8, 3)  # not the ids of re-tokenizing "yes"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -28,8 +30,12 @@ def test_matrix_is_the_seeds():
 
 
 def test_missing_parents_name_the_fix(tmp_path):
-    with pytest.raises(ZooError, match=r"zoo parents missing.*\['base'\].*train_zoo\.py"):
+    """In a checkout the message names the committed parents and the training script, both of which exist here (an
+    installed evalkit names the wheel that ships them instead: evalkit.zoo.build._where_parents_come_from)."""
+    with pytest.raises(ZooError, match=r"zoo parents missing.*\['base'\].*train_zoo\.py") as caught:
         build(tmp_path / "zoo", tmp_path / "cache", only=["base_gptq_w4g64"])
+    named = re.findall(r"(/\S+?)(?:[),]|$)", str(caught.value).split(";", 1)[1])
+    assert named and all(Path(p).exists() for p in named), named
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +55,23 @@ def cache(tmp_path_factory):
 @pytest.fixture(scope="module")
 def broken(tiny_zoo, cache):
     return build(tiny_zoo, cache, only=["base_gptq_w4g64", *BROKEN_FROM_GPTQ], n_calibration=8)
+
+
+def test_a_built_zoo_is_read_without_waiting_for_the_lock(tiny_zoo, cache, broken):
+    """While another process holds the build lock (a gate's prebuild worker building the next variant), a model that
+    is already built is returned at once: the evaluating process never waits on a build it does not need."""
+    import threading
+
+    from filelock import FileLock
+
+    got = {}
+    with FileLock(str(cache / ".build.lock")):
+        reader = threading.Thread(target=lambda: got.update(build(tiny_zoo, cache, only=["base_gptq_w4g64_lost_eos"],
+                                                                   n_calibration=8)), daemon=True)
+        reader.start()
+        reader.join(timeout=60)
+        assert not reader.is_alive(), "build() waited for the lock although the variant was up to date"
+    assert got == {"base_gptq_w4g64_lost_eos": broken["base_gptq_w4g64_lost_eos"]}
 
 
 @pytest.mark.slow

@@ -1,0 +1,109 @@
+"""The static decoders' fast path on the zoo: GQA attention, compressed-tensors layers, fused kernels, phase timings.
+
+The zoo's parents are trained models, so equal greedy tokens there mean the fast path computes what eager decoding
+computes on real weights, not only on noise (tests/unit/run/test_generation.py covers the tiny random models).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from evalkit.run.backends.transformers import HFBackend
+from evalkit.run.generation import GenerationConfig
+
+torch = pytest.importorskip("torch")
+
+PARENTS = ("base", "openmath_SFT_NoPeft_NoQuant", "openmath_SFT_LoRa64_NoQuant")
+
+
+def _zoo(names, device="cpu"):
+    from evalkit.models.loading import load_model
+    from evalkit.zoo import default_zoo_dir
+    from evalkit.zoo.build import build
+
+    if not all((default_zoo_dir() / p).is_dir() for p in PARENTS):
+        pytest.skip(f"the committed zoo parents are not under {default_zoo_dir()}")
+    return {n: load_model(p, device=device) for n, p in build(only=list(names)).items()}
+
+
+def _generations(model, decoder, tasks=("zoo_math", "zoo_span"), limit=12, batch_size=8):
+    from evalkit.data.tasks import load_task
+
+    backend = HFBackend(model.model, model.tokenizer)
+    cfg = GenerationConfig(max_new_tokens=96, batch_size=batch_size, decoder=decoder)
+    runs = [backend.generate(backend.render(load_task(t, limit=limit).items, cfg), cfg) for t in tasks]
+    return [g for r in runs for g in r.generations], runs
+
+
+def test_gqa_attention_gives_eager_tokens_on_the_zoo_parents():
+    for name, model in _zoo(PARENTS).items():  # 8 items of 2 tasks each, ragged prompt lengths (left padding)
+        eager, _ = _generations(model, "eager", limit=8)
+        static, runs = _generations(model, "static", limit=8)
+        assert static == eager, name
+        assert all(r.backend.get("fallback") is None for r in runs)
+
+
+def test_every_run_is_timed_per_phase():
+    model = _zoo(["base"])["base"]
+    for decoder in ("eager", "static"):
+        _, runs = _generations(model, decoder, tasks=("zoo_math",))
+        p = runs[0].phases
+        assert p is not None and p.batches == 2 and p.prefill_s_per_token > 0
+        assert p.decode_steps > 20 and p.decode_s_per_row > 0  # zoo_math replies run ~30-60 tokens
+
+
+def test_int8_activation_quantization_is_the_librarys_bit_for_bit():
+    pytest.importorskip("compressed_tensors")
+    from compressed_tensors.quantization import QuantizationArgs
+    from compressed_tensors.quantization.lifecycle.forward import forward_quantize
+
+    from evalkit.run.backends.transformers.quantized import _Constants, fake_quant_int8_token
+
+    args = QuantizationArgs(num_bits=8, type="int", symmetric=True, strategy="token", dynamic=True)
+    module = torch.nn.Linear(8, 8)
+    module.quantization_status = None
+    g = torch.Generator().manual_seed(0)
+    for dtype, bits in ((torch.bfloat16, torch.int16), (torch.float16, torch.int16), (torch.float32, torch.int32)):
+        for scale in (1e-3, 1.0, 30.0):
+            x = (torch.randn(3, 5, 64, generator=g) * scale).to(dtype)
+            x[0, 1] = 0  # an all-zero token: its scale is the dtype's eps
+            x[1, 2, :7] = -0.0
+            ref = forward_quantize(module, x, "input", args)
+            mine = fake_quant_int8_token(x, _Constants(args, x.device, dtype))
+            assert torch.equal(ref.view(bits), mine.view(bits))  # signed zeros included
+
+
+def test_quantized_fast_forwards_change_no_logit():
+    pytest.importorskip("compressed_tensors")
+    from evalkit.run.backends.transformers.quantized import QuantizedModules
+
+    models = _zoo(["base_smoothquant_w8a8", "base_gptq_w4g64"])
+    ids = torch.randint(3, 1000, (3, 11), generator=torch.Generator().manual_seed(0))
+    for name, loaded in models.items():
+        fast = QuantizedModules(loaded.model, share_inputs=True)
+        assert fast.note() is None and set(fast.kinds) == ({"int8_token"} if "w8a8" in name else {"passthrough"})
+        with torch.inference_mode():
+            before = loaded.model(input_ids=ids).logits
+            with fast.installed():
+                during = loaded.model(input_ids=ids).logits
+            after = loaded.model(input_ids=ids).logits
+        assert torch.equal(before, during) and torch.equal(before, after), name
+
+
+# --- on a GPU ------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("attention", ["sdpa", "flash"])
+@pytest.mark.parametrize("name", ["base", "openmath_SFT_LoRa64_NoQuant", "base_smoothquant_w8a8", "base_gptq_w4g64"])
+def test_cuda_graph_decoder_gives_eager_tokens_on_the_zoo(name, attention, monkeypatch):
+    """Both decode attentions (masked SDPA over buckets, the default; flash over the filled slots), on a parent, the
+    LoRA parent, W8A8 (activation quantization captured) and W4A16."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    monkeypatch.setenv("EVALKIT_ATTENTION", attention)
+    model = _zoo([name], device="cuda")[name]
+    eager, _ = _generations(model, "eager", limit=48, batch_size=16)
+    fast, runs = _generations(model, "cuda_graph", limit=48, batch_size=16)
+    assert all(r.backend.get("fallback") is None for r in runs), runs[0].backend  # captured, fused, on the fast path
+    assert fast == eager
