@@ -142,7 +142,8 @@ def write_reports(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[st
     """
     run = load_for_report(run_dir, combine_runs=combine)
     out = Path(out_dir) if out_dir is not None else run.root
-    paths = ReportPaths(*(out / name for name in REPORT_FILES))
+    csv_name, md_name, html_name = REPORT_FILES
+    paths = ReportPaths(out / csv_name, out / md_name, out / html_name)
     _check_report_folder(out, paths)
     table = rows(run)
     for path, text in ((paths.csv, csv_text(table)), (paths.markdown, markdown(run, table)),

@@ -50,11 +50,15 @@ def test_each_model_shows_its_own_numbers(a, b, zoo_pair, tmp_path, run_cli):
     run = load_run(out)
     paths = {e.model: str(e.result["model"]["path"]) for e in run.entries}
     assert paths == {a: str(zoo_pair["base"]), b: str(zoo_pair["broken"])}
-    write_reports(out)
+    exported = write_reports(out).lm_eval
     with (out / "metrics_summary.csv").open(encoding="utf-8") as fh:
         rows = {r["model"]: r for r in csv.DictReader(fh)}
     assert (rows[a]["diag_special_tokens_only"], rows[b]["diag_special_tokens_only"]) == ("0", "3")
     assert float(rows[a]["compliance"]) > 0 == float(rows[b]["compliance"])
+    # the lm-eval export too: one file per model, each inside lm_eval/ (`..` once wrote into the run folder itself)
+    files = {f.resolve() for f in exported}
+    assert len(files) == 2 and all(f.parent.parent == (out / "lm_eval").resolve() for f in files), exported
+    assert {json.loads(f.read_text())["model_name"] for f in files} == {a, b}
 
 
 def _old_run(folder: Path) -> str:
@@ -82,6 +86,20 @@ def test_a_rerun_replaces_the_earlier_run_whole(tiny_models, tmp_path, run_cli):
     assert run.verdicts[("m", "zoo_yes_no")]["summary"]["n"] == 3  # the new verdict (the old one had no summary)
     assert json.loads((out / "verdicts.json").read_text())["run_id"] == run.manifest["run_id"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "run"]  # no staging or trash left behind
+
+
+def test_a_rerun_into_a_reported_run_replaces_it(tiny_models, tmp_path, run_cli):
+    """What evalkit itself adds to a run folder (run.log, the reports, the lm-eval export) never makes a rerun
+    refuse the folder as someone else's."""
+    out = tmp_path / "run"
+    argv = ("eval", f"m={tiny_models['parent']}", "--task", "zoo_yes_no", *FAST, "--cache", tmp_path / "cache",
+            "--out", out)
+    assert run_cli(*argv).rc == 0
+    write_reports(out)
+    assert (out / "run.log").is_file() and list(out.glob("lm_eval/*/results_*.json"))
+    ran = run_cli(*argv)
+    assert ran.rc == 0, ran.err
+    assert load_run(out).status == "complete" and not (out / "lm_eval").exists()  # replaced whole, reports too
 
 
 def test_a_crash_during_a_rerun_never_mixes_two_runs(tmp_path):
