@@ -94,7 +94,12 @@ def parquet_rows(path: Path, task: str) -> RowSource:
         import pyarrow.parquet as pq
     except ImportError as err:
         raise TaskError(f"{task}: reading {path} needs pyarrow: pip install 'evalkit[datasets]'") from err
-    file = pq.ParquetFile(path)
+    try:
+        file = pq.ParquetFile(path)
+    except Exception as err:  # noqa: BLE001 - pyarrow's errors (ArrowInvalid, OSError) have no common base of its own
+        said = str(err).splitlines()[0] if str(err) else ""
+        raise TaskError(f"{task}: {path}: not a readable Parquet file ({type(err).__name__}: {said}); pass a valid "
+                        ".parquet or .jsonl file") from None
     starts = list(itertools.accumulate((file.metadata.row_group(g).num_rows for g in range(file.num_row_groups)),
                                        initial=0))
 
@@ -120,9 +125,14 @@ def jsonl_rows(path: Path, task: str) -> RowSource:
             for i, (lineno, line) in enumerate((n, line) for n, line in enumerate(fh, 1) if line.strip()):
                 if i in wanted:
                     try:
-                        out[i] = json.loads(line)
+                        out[i] = json.loads(line.decode("utf-8-sig"))
                     except json.JSONDecodeError as err:
                         raise TaskError(f"{task}: {path}:{lineno}: not valid JSON ({err.msg})") from err
+                    except UnicodeDecodeError as err:
+                        raise TaskError(f"{task}: {path}:{lineno}: not UTF-8 text (byte {err.object[err.start]:#04x});"
+                                        " pass a UTF-8 .jsonl file") from None
+                    except RecursionError:
+                        raise TaskError(f"{task}: {path}:{lineno}: nested too deeply to be a dataset row") from None
                     if len(out) == len(wanted):
                         break
         return out

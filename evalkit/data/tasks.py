@@ -337,7 +337,7 @@ def _large_source(spec: TaskSpec, source: str | os.PathLike[str] | None, split: 
     if isinstance(where, str):
         dataset, name = _hf_dataset(spec, where, split)
         big = sampling.hf_rows(dataset, name)
-    elif where.suffix.lower() in (".parquet", ".jsonl") and where.stat().st_size >= 1 << 20:
+    elif where.suffix.lower() in (".parquet", ".jsonl") and where.stat().st_size >= 1 << 20 and not _utf16(where):
         reader = sampling.parquet_rows if where.suffix.lower() == ".parquet" else sampling.jsonl_rows
         big = reader(where, spec.name)
     else:

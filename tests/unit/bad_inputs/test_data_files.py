@@ -64,3 +64,25 @@ def test_the_command_line_says_it_in_one_line_before_any_model(name, tiny_models
                   "--out", tmp_path / "run", "-q", "--device", "cpu")
     assert ran.rc == 2 and ran.line.startswith(f"evalkit eval: error: boolq: {path}: ")
     assert not (tmp_path / "run").exists() and not (tmp_path / "cache").exists()
+
+
+def _many_rows(line: bytes, rows: int = 100_001) -> bytes:
+    return line * rows
+
+
+LARGE = [  # files over a megabyte and `sampling.LARGE_SOURCE` rows take the row-index path (issue 12) with --limit
+    ("big-garbage.parquet", os.urandom(1 << 20) + b"tail", ["big-garbage.parquet", "not a readable Parquet file"]),
+    ("big-binary.jsonl", _many_rows(b"\x89\x80garbage\n"), ["big-binary.jsonl", "not UTF-8 text"]),
+    ("big-utf16.jsonl", _many_rows(json.dumps(ROW).encode() + b"\n").decode().encode("utf-16"),
+     ["big-utf16.jsonl", "UTF-16"]),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "words"), LARGE, ids=[c[0] for c in LARGE])
+def test_a_large_unreadable_file_is_one_task_error_too(name, content, words, tmp_path):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(TaskError) as err:
+        load_task("boolq", path, limit=3)
+    message = str(err.value)
+    assert "\n" not in message and all(w in message for w in words), message
