@@ -64,11 +64,17 @@ def load_chat_examples(path: str | os.PathLike[str], n: int, *, seed: int = 0) -
         raise QuantizationError(f"{file}: no such chat examples file; pass a .jsonl with one {{\"messages\": [...]}} "
                                 "per line")
     found: list[tuple[bytes, int, tuple[Mapping[str, str], ...]]] = []
-    with file.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if line.strip():
-                rank = hashlib.sha256(f"{seed}|{lineno}|".encode() + line.encode()).digest()
-                found.append((rank, lineno, _conversation(line, file, lineno)))
+    try:
+        with file.open(encoding="utf-8-sig") as fh:
+            for lineno, line in enumerate(fh, 1):
+                if line.strip():
+                    rank = hashlib.sha256(f"{seed}|{lineno}|".encode() + line.encode()).digest()
+                    found.append((rank, lineno, _conversation(line, file, lineno)))
+    except UnicodeDecodeError as err:
+        raise QuantizationError(f"{file}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset {err.start}); "
+                                "pass a UTF-8 .jsonl file of chat examples") from None
+    except OSError as err:
+        raise QuantizationError(f"{file}: cannot be read ({err.strerror or err})") from None
     if not found:
         raise QuantizationError(f"{file}: holds no chat examples")
     kept = sorted(sorted(found)[:n], key=lambda entry: entry[1])  # a seeded sample, in file order
@@ -82,6 +88,8 @@ def _conversation(line: str, file: Path, lineno: int) -> tuple[Mapping[str, str]
         row = json.loads(line)
     except json.JSONDecodeError as err:
         raise QuantizationError(f"{where}: not valid JSON ({err.msg})") from None
+    except RecursionError:
+        raise QuantizationError(f"{where}: nested too deeply to be a conversation") from None
     messages = row.get("messages") if isinstance(row, dict) else None
     if not isinstance(messages, list) or not messages:
         raise QuantizationError(f"{where}: expected {{\"messages\": [{{\"role\": ..., \"content\": ...}}, ...]}}")
@@ -89,6 +97,6 @@ def _conversation(line: str, file: Path, lineno: int) -> tuple[Mapping[str, str]
     for m in messages:
         if not isinstance(m, dict) or m.get("role") not in _ROLES or not isinstance(m.get("content"), str):
             raise QuantizationError(f"{where}: each message needs a role ({', '.join(_ROLES)}) and a string "
-                                    f"content, got {m!r}")
+                                    f"content, got {m!r:.120}")
         out.append({"role": m["role"], "content": m["content"]})
     return tuple(out)

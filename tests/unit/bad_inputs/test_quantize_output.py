@@ -125,3 +125,21 @@ def test_force_replaces_a_model_evalkit_made(tmp_path, monkeypatch, run_cli):
     assert run_cli("quantize", source, "--recipe", "rtn-w4g128", "--out", out, "--force", "-q").rc == 0
     assert json.loads((out / "provenance.json").read_text())["evalkit_recipe"] == json.loads(first)["evalkit_recipe"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".q")]
+
+
+CHATS = [  # (file content, words of the one line): the calibration file of `quantize --chat` (issue 15)
+    ('{"messages": [{"role": "user", "content": "hi"}]}\n'.encode("utf-16"), ["not UTF-8 text"]),
+    (b"\x89PNG\r\n\x1a\n" + bytes(range(256)), ["not UTF-8 text"]),
+    (("[" * 100_000 + "]" * 100_000 + "\n").encode(), [":1: nested too deeply"]),
+    (b'{"messages": [{"role": "robot", "content": "' + b"x" * 100_000 + b'"}]}\n', ["role", "content"]),
+]
+
+
+@pytest.mark.parametrize(("content", "words"), CHATS, ids=["utf16", "binary", "deep", "long-bad-message"])
+def test_a_bad_chat_examples_file_is_one_short_line_before_any_model_loads(content, words, source, tmp_path,
+                                                                           run_cli):
+    chats = tmp_path / "chats.jsonl"
+    chats.write_bytes(content)
+    ran = run_cli("quantize", source, "--recipe", "gptq-w4g64", "--out", tmp_path / "q", "--chat", chats, "-q")
+    assert ran.rc == 2 and str(chats) in ran.line and all(w in ran.line for w in words), ran.line
+    assert len(ran.line) < 400 and not (tmp_path / "q").exists()
