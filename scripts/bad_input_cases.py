@@ -1020,3 +1020,86 @@ if (_zoo_cache() / "base_gptq_w4g64").is_dir():
     refuse("q-quantized-source", G, "quantizing a model that is already quantized",
            ["quantize", str(_zoo_cache() / "base_gptq_w4g64"), "--recipe", "rtn-w4g128", "--out", "{tmp}/q"],
            ["unquantized"])
+
+
+# ------------------------------------------------------------------------- what issues 12 and 15 brought (merged)
+# Large files read by row index (issue 12), quantize --chat, the lm-eval export and run.log (issue 15).
+
+
+def _large_utf16(ctx: Ctx) -> None:
+    row = json.dumps(_rows(1)[0]) + "\n"
+    (ctx.tmp / "big.jsonl").write_bytes((row * 100_001).encode("utf-16"))
+
+
+refuse("d-large-utf16", "data file", "a UTF-16 .jsonl of 100,001 rows (the row-index path) with --limit",
+       _eval("--data", "{tmp}/big.jsonl", task="boolq"), ["{tmp}/big.jsonl", "UTF-16"], setup=_large_utf16)
+refuse("d-large-parquet", "data file", "a 1 MB .parquet of garbage (the row-index path) with --limit",
+       _eval("--data", "{tmp}/big.parquet", task="boolq"), ["{tmp}/big.parquet", "Parquet"],
+       setup=lambda ctx: (ctx.tmp / "big.parquet").write_bytes(os.urandom(1 << 20)))
+
+CHAT = ["quantize", "{shared}/base", "--recipe", "gptq-w4g64", "--out", "{tmp}/q", "--chat", "{tmp}/chats.jsonl",
+        "-q"]
+for _id, _what, _content, _names in (
+        ("cli-chat-utf16", "`quantize --chat` a UTF-16 file",
+         '{"messages": [{"role": "user", "content": "hi"}]}\n'.encode("utf-16"), ["not UTF-8"]),
+        ("cli-chat-binary", "`quantize --chat` a binary file", b"\x89PNG\r\n\x1a\n" + bytes(range(256)),
+         ["not UTF-8"]),
+        ("cli-chat-deep", "`quantize --chat` a line nested 100,000 deep",
+         ("[" * 100_000 + "]" * 100_000 + "\n").encode(), ["nested too deeply"]),
+        ("cli-chat-role", "`quantize --chat` a 100 kB message with an unknown role",
+         b'{"messages": [{"role": "robot", "content": "' + b"x" * 100_000 + b'"}]}\n', ["role"])):
+    refuse(_id, "command line", _what, CHAT, ["{tmp}/chats.jsonl", *_names],
+           setup=lambda ctx, c=_content: (ctx.tmp / "chats.jsonl").write_bytes(c),
+           check=None, protect=lambda ctx: [ctx.shared / "base"])
+
+
+def _dot_names(ctx: Ctx) -> Result:
+    first = ctx.run(["eval", ".={shared}/base", "..={shared}/broken", "--task", "zoo_yes_no", *FAST, "--cache",
+                     "{cache}", "--out", "{tmp}/run"], timeout=300)
+    return first if first.rc != 0 else ctx.run(["report", "{tmp}/run"])
+
+
+def _own_exports(ctx: Ctx, proc: Result) -> str | None:
+    files = sorted((ctx.tmp / "run" / "lm_eval").glob("*/results_*.json"))
+    names = sorted(json.loads(f.read_text())["model_name"] for f in files)
+    if names != [".", ".."]:
+        return f"lm_eval/ holds {[str(f.relative_to(ctx.tmp)) for f in files]}"
+    stray = [p.name for p in (ctx.tmp / "run").glob("results_*.json")]
+    return f"an export escaped lm_eval/: {stray}" if stray else None
+
+
+CASES.append(Case("r-lm-eval-dots", "report input", "`evalkit report` of models named `.` and `..` (their "
+                  "lm-eval export folders)", want="ok", check=_own_exports, drive=_dot_names, timeout=300))
+
+
+def _rerun_reported(ctx: Ctx) -> Result:
+    _copy_run(ctx)
+    reported = ctx.run(["report", "{tmp}/run"])
+    if reported.rc != 0:
+        return reported
+    (ctx.tmp / "run" / "run.log").write_text("evalkit: an earlier run's log\n")
+    return ctx.run(["eval", "base={shared}/base", "--task", "zoo_yes_no", *FAST, "--cache", "{cache}", "--out",
+                    "{tmp}/run"], timeout=300)
+
+
+def _replaced_whole(ctx: Ctx, proc: Result) -> str | None:
+    run = json.loads((ctx.tmp / "run" / "run.json").read_text())
+    if run.get("status") != "complete":
+        return f"status {run.get('status')}"
+    return "the earlier run's reports survived" if (ctx.tmp / "run" / "lm_eval").exists() else None
+
+
+CASES.append(Case("o-rerun-reported", "run folder", "a rerun into a reported run (its reports, lm_eval/ and "
+                  "run.log: all evalkit's own)", want="ok", check=_replaced_whole, drive=_rerun_reported,
+                  timeout=300))
+
+
+def _combine_damaged(ctx: Ctx) -> None:
+    for name in ("a", "b"):
+        shutil.copytree(ctx.shared / "run0", ctx.tmp / "runs" / name)
+    manifest = ctx.tmp / "runs" / "b" / "run.json"
+    manifest.write_text(manifest.read_text()[:100])
+
+
+refuse("r-combine-damaged", "report input", "`evalkit report runs --combine` with one run's run.json truncated",
+       ["report", "{tmp}/runs", "--combine"], ["{tmp}/runs/b/run.json"], setup=_combine_damaged)

@@ -5,6 +5,7 @@
     python scripts/bad_inputs.py --json after.json                # keep the outcomes
     python scripts/bad_inputs.py --evalkit /tmp/base --json before.json   # the same cases against another checkout
     python scripts/bad_inputs.py --table docs/bad-inputs.md --before before.json --after after.json
+    python scripts/bad_inputs.py --table docs/bad-inputs.md --after after.json   # before: the issue's own counts
 
 Each case is one subprocess ``python -m evalkit.cli ...`` in a folder of its own, so nothing it does reaches this
 checkout. The outcome is decided from the outside, never from evalkit's own opinion:
@@ -150,12 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--json", default=None, help="write the outcomes here")
     parser.add_argument("--show", action="store_true", help="print each case's outcome and line")
-    parser.add_argument("--table", default=None, help="write the Markdown table (needs --before and --after)")
+    parser.add_argument("--table", default=None, help="write the Markdown table (needs --after; --before optional)")
     parser.add_argument("--before", default=None)
     parser.add_argument("--after", default=None)
     args = parser.parse_args(argv)
     if args.table:
-        write_table(Path(args.table), load(args.before), load(args.after))
+        write_table(Path(args.table), load(args.before) if args.before else None, load(args.after))
         print(f"wrote {args.table}")
         return 0
     cases = [c for c in catalogue.CASES if not args.only or args.only in c.id or args.only in c.group]
@@ -178,31 +179,44 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if all(o.outcome in GOOD for o in outcomes) else 1
 
 
+ISSUE_BEFORE = ("162 bad inputs, tried by hand when issue 13 was filed (evalkit at 91f103b, an overlapping but not "
+                "identical set): 92 one clear line (28 of those late: another exit status, after models ran, or "
+                "stopping the healthy ones), 36 a traceback, a third-party dump or a hang, 20 silently wrong, 10 data "
+                "loss")
+"""What the table says of "before" when no --before outcomes are given."""
+
+
 def load(path: str | None) -> dict[str, dict[str, Any]]:
     if not path:
-        raise SystemExit("--table needs --before and --after (outcome files written with --json)")
+        raise SystemExit("--table needs --after (an outcome file written with --json)")
     return {o["id"]: o for o in json.loads(Path(path).read_text())}
 
 
-def write_table(path: Path, before: dict[str, dict[str, Any]], after: dict[str, dict[str, Any]]) -> None:
+def write_table(path: Path, before: dict[str, dict[str, Any]] | None, after: dict[str, dict[str, Any]]) -> None:
+    """The generated part of docs/bad-inputs.md: counts per class and group, then every case. `before`: the same
+    cases run against an older checkout, or None (then the issue's own measured counts stand for it)."""
     groups = list(dict.fromkeys(o["group"] for o in after.values()))
     head = path.read_text().split("<!-- generated -->")[0] if path.exists() else "# Bad inputs\n\n"
     lines = [head.rstrip() + "\n", "<!-- generated -->", "",
              f"{len(after)} bad inputs, each run through the command line by `scripts/bad_inputs.py`.", "",
              "| class | bad inputs | " + " | ".join(CLASSES) + " |", "|---|---|" + "---|" * len(CLASSES)]
+    labelled = (("before", before), ("now", after)) if before is not None else (("now", after),)
     for group in groups:
-        for label, outcomes in (("before", before), ("now", after)):
+        for label, outcomes in labelled:
             ids = [i for i, o in after.items() if o["group"] == group]
             got = [outcomes[i]["outcome"] if i in outcomes else "n/a" for i in ids]
             counts = [str(sum(g == k for g in got) or "") for k in CLASSES]
             lines.append(f"| {group} ({label}) | {len(ids)} | " + " | ".join(counts) + " |")
-    for label, outcomes in (("before", before), ("now", after)):
+    for label, outcomes in labelled:
         got = [outcomes[i]["outcome"] if i in outcomes else "n/a" for i in after]
         lines.append(f"| **all ({label})** | {len(after)} | "
                      + " | ".join(f"**{sum(g == k for g in got)}**" for k in CLASSES) + " |")
-    lines += ["", "Before: evalkit at the commit this work started from (91f103b); now: this checkout.", ""]
+    lines += ["", "Before: evalkit at the commit this work started from (91f103b); now: this checkout." if before
+              is not None else f"Before: {ISSUE_BEFORE}. Now: this checkout.", ""]
     for group in groups:
-        lines += [f"## {group}", "", "| bad input | what you get now | before |", "|---|---|---|"]
+        lines += [f"## {group}", ""]
+        lines += ["| bad input | what you get now | before |", "|---|---|---|"] if before is not None else \
+            ["| bad input | what you get now |", "|---|---|"]
         for i, o in after.items():
             if o["group"] != group:
                 continue
@@ -210,7 +224,8 @@ def write_table(path: Path, before: dict[str, dict[str, Any]], after: dict[str, 
             said = re.sub(r"/tmp/bad-[^/ ]*", "…", said)
             now = f"**{o['outcome']}**" + (f": {said}" if said and o["outcome"] in ("clear", "late") else
                                            f" ({o['problem']})" if o["problem"] else "")
-            lines.append(f"| {o['what']} | {now[:400]} | {before.get(i, {}).get('outcome', 'n/a')} |")
+            was = f" {before.get(i, {}).get('outcome', 'n/a')} |" if before is not None else ""
+            lines.append(f"| {o['what']} | {now[:400]} |{was}")
         lines.append("")
     path.write_text("\n".join(lines))
 

@@ -88,3 +88,21 @@ def test_the_docs_table_is_generated_and_every_input_is_clear_or_handled():
     assert now, "run scripts/bad_inputs.py --table docs/bad-inputs.md ..."
     counts = [int(c.strip("* ")) for c in now.group(2).split("|")]
     assert sum(counts[:2]) == int(now.group(1)) == len(catalogue.CASES)  # clear + handled: everything
+
+
+@pytest.mark.parametrize("with_before", [True, False])
+def test_the_table_counts_each_class_per_group(with_before, tmp_path):
+    def outcome(i: str, group: str, kind: str) -> dict:
+        return {"id": i, "group": group, "what": f"input {i}", "outcome": kind, "line": "evalkit x: error: y",
+                "problem": ""}
+
+    after = {o["id"]: o for o in (outcome("a", "g1", "clear"), outcome("b", "g1", "handled"), outcome("c", "g2", "clear"))}
+    before = {"a": outcome("a", "g1", "traceback"), "b": outcome("b", "g1", "data loss")}
+    doc = tmp_path / "bad-inputs.md"
+    doc.write_text("# Bad inputs\n\nprose\n\n<!-- generated -->\nold table\n")
+    bad_inputs.write_table(doc, before if with_before else None, after)
+    text = doc.read_text()
+    assert text.startswith("# Bad inputs\n\nprose\n") and "old table" not in text
+    assert "| **all (now)** | 3 | **2** | **1** | **0** |" in text
+    assert ("| g1 (before) | 2 |  |  |  |  | 1 |  |  | 1 |" in text) == with_before
+    assert (bad_inputs.ISSUE_BEFORE in text) != with_before
