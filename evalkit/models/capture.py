@@ -18,6 +18,9 @@ write where the streams they replaced write: a handler made during the capture p
 ...     warnings.warn("a library's warning")
 >>> "a bar" in log.getvalue() and "a library's warning" in log.getvalue()
 True
+
+evalkit's own warnings (their text starts with "evalkit") go to the log and, as one line, to the terminal too: a
+damaged cache entry that is regenerated is handled, and says so where the user looks.
 """
 
 from __future__ import annotations
@@ -78,6 +81,8 @@ def captured(sink: TextIO | None) -> Iterator[None]:
             def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None
                      ) -> None:
                 sink.write(warnings.formatwarning(message, category, filename, lineno, line))
+                if str(message).startswith("evalkit"):  # evalkit's own (a cache entry regenerated): for the user
+                    err.outside.write(f"warning: {message}\n")
 
             warnings.showwarning = show
             yield
