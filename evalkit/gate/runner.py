@@ -10,8 +10,10 @@ import collections
 import contextlib
 import dataclasses
 import os
+import sys
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal, TextIO
@@ -25,7 +27,7 @@ from evalkit.gate.records import Evidence, Failure, Verdict
 from evalkit.models.artifacts import Difference
 from evalkit.gate.render import GateReport
 from evalkit.gate.summary import golden, summarize
-from evalkit.models.capture import captured
+from evalkit.models.capture import captured, own_warning
 from evalkit.models.loading import LoadedModel, load_model
 from evalkit.run.cache import Cache
 from evalkit.run.device import resolve_device
@@ -391,6 +393,12 @@ def _helper(manifest: Manifest, device: str, limit: int | None, builds: Sequence
 
     torch.set_num_threads(1)
     prebuild(builds, stop=stop.is_set)  # quiet: this process's output goes nowhere from here on
+    terminal = sys.__stderr__  # but evalkit's own warnings (a damaged cache entry it regenerates) reach the user
+
+    def show(message: Any, *_args: Any, **_kwargs: Any) -> None:
+        own_warning(message, terminal)
+
+    warnings.showwarning = show
     Gate(manifest, device=device, limit=limit).fill_cache(models, stop=stop.is_set)
 
 

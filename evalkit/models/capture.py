@@ -33,7 +33,7 @@ import warnings
 from collections.abc import Iterator
 from typing import Any, TextIO
 
-__all__ = ["captured"]
+__all__ = ["captured", "own_warning"]
 
 
 class _Redirect(io.TextIOBase):
@@ -81,8 +81,7 @@ def captured(sink: TextIO | None) -> Iterator[None]:
             def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None
                      ) -> None:
                 sink.write(warnings.formatwarning(message, category, filename, lineno, line))
-                if str(message).startswith("evalkit"):  # evalkit's own (a cache entry regenerated): for the user
-                    err.outside.write(f"warning: {message}\n")
+                own_warning(message, err.outside)
 
             warnings.showwarning = show
             yield
@@ -90,6 +89,14 @@ def captured(sink: TextIO | None) -> Iterator[None]:
         err.active = out.active = False
         for handler, stream in moved:
             handler.setStream(stream)
+
+
+def own_warning(message: Any, terminal: Any) -> None:
+    """Show `message` on `terminal` as one line when it is evalkit's own warning (its text starts with "evalkit":
+    a damaged cache entry regenerated, a cache that cannot be written), which is for the user, not for the log."""
+    if terminal is not None and str(message).startswith("evalkit"):
+        terminal.write(f"warning: {message}\n")
+        terminal.flush()
 
 
 def _stream_handlers() -> list[logging.StreamHandler[Any]]:

@@ -16,7 +16,7 @@ from evalkit.models.loading import load_model
 from evalkit.run.cache import Cache
 from evalkit.run.engine import evaluate
 from evalkit.run.generation import GenerationConfig
-from bad_input_helpers import run_cli, tiny_models  # noqa: F401 (fixtures)
+from bad_input_helpers import REPO, tiny_models  # noqa: F401 (fixtures)
 
 CONFIG = GenerationConfig(max_new_tokens=4)
 
@@ -68,16 +68,21 @@ def test_the_gate_passes_a_healthy_model_whose_cache_cannot_be_written(tiny_mode
     assert ev.error is None and len(ev.result.records) == 4
 
 
-def test_the_command_line_says_it_regenerated_a_damaged_entry(tiny_models, tmp_path, run_cli):
-    """Through `evalkit eval`, whose libraries' output goes to run.log (issue 15): evalkit's own warning about the
-    cache still reaches the terminal, as one line."""
-    argv = ("eval", f"m={tiny_models['parent']}", "--task", "zoo_yes_no", "--limit", "3", "--max-new-tokens", "4",
-            "--device", "cpu", "-q", "--cache", tmp_path / "cache")
-    assert run_cli(*argv, "--out", tmp_path / "run1").rc == 0
+def test_the_command_line_says_it_regenerated_a_damaged_entry(tiny_models, tmp_path):
+    """Through a real `evalkit eval`, whose libraries' output goes to run.log (issue 15) and which a helper process
+    may beat to the damaged entry (issue 18): evalkit's own warning about the cache reaches the terminal, one line."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    argv = [sys.executable, "-m", "evalkit.cli", "eval", f"m={tiny_models['parent']}", "--task", "zoo_yes_no",
+            "--limit", "3", "--max-new-tokens", "4", "--device", "cpu", "-q", "--cache", str(tmp_path / "cache")]
+    first = subprocess.run([*argv, "--out", str(tmp_path / "run1")], capture_output=True, text=True, env=env)
+    assert first.returncode == 0, first.stderr
     for entry in (tmp_path / "cache" / "generations").rglob("*.json"):
         entry.write_text(entry.read_text()[:50])  # truncated
-    ran = run_cli(*argv, "--out", tmp_path / "run2")
-    assert ran.rc == 0, ran.err
-    lines = [line for line in ran.err.splitlines() if "evalkit cache" in line]
-    assert lines and lines[0].startswith("warning: evalkit cache: ignoring unreadable entry"), ran.err
-    assert "evalkit cache: ignoring" in (tmp_path / "run2" / "run.log").read_text()  # and in the run's log
+    ran = subprocess.run([*argv, "--out", str(tmp_path / "run2")], capture_output=True, text=True, env=env)
+    assert ran.returncode == 0, ran.stderr
+    lines = [line for line in ran.stderr.splitlines() if "evalkit cache" in line]
+    assert lines and lines[0].startswith("warning: evalkit cache: ignoring unreadable entry"), ran.stderr
