@@ -182,13 +182,13 @@ def test_ctrl_c_in_the_middle_of_an_eval_leaves_a_readable_incomplete_run(tiny_m
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     models = [f"{n}={tiny_models[n]}" for n in ("parent", "variant", "broken")]
     proc = subprocess.Popen([sys.executable, "-m", "evalkit.cli", "eval", *models, "--parent", "variant=parent",
-                             "--task", "zoo_yes_no,zoo_math,zoo_span", "--limit", "16", "--max-new-tokens", "48",
+                             "--task", "zoo_yes_no,zoo_math,zoo_span", "--limit", "32", "--max-new-tokens", "64",
                              "--device", "cpu", "-q", "--cache", str(tmp_path / "cache"), "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
     deadline = time.time() + 240
-    while not list(out.glob("results/*/*.json")):
-        assert proc.poll() is None and time.time() < deadline, proc.communicate()
-        time.sleep(0.1)
+    while not list(out.glob("results/*/*.json")):  # the first model done (enough work left for the signal to land
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()  # in, with the gate's helper too)
+        time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err, err
