@@ -1,4 +1,5 @@
-"""Simulation benchmark of the gate's decision core (`evalkit.decision`): error rates and power on the seed's grid.
+"""Simulation benchmark of the gate's decision core (`evalkit.core.decision`): error rates and power on the seed's
+grid.
 
     python scripts/simulate_gate.py                 # every table, ~2-4 minutes on 2 cores
     python scripts/simulate_gate.py --reps 1000     # quicker, rates to about +-1.5%
@@ -15,9 +16,9 @@ The grid is the seed report's: 12 models, 3 parents and 3 post-training variants
 
 Every model answers compliantly on 97% of the items (floor 0.90) and runs to the token limit on 1% (a variant on
 another 1% than its parent's, exchangeably). Defaults everywhere: run alpha 0.05 over the 12 models, tolerated drop
-1 point, detect drop 5 points, floor margin 5 points, power 0.90, weights of `evalkit.decision.Weights`.
+1 point, detect drop 5 points, floor margin 5 points, power 0.90, weights of `evalkit.core.decision.Weights`.
 
-Every decision is made by `evalkit.decision.decide_batch`, the function `decide` itself calls, on each task's
+Every decision is made by `evalkit.core.decision.decide_batch`, the function `decide` itself calls, on each task's
 sufficient statistics (counts; exact, since every check depends on the data only through them); the validation
 section rebuilds per-item scores for some replicates, calls `decide` on them and checks that every status agrees.
 Rates are over `--reps` seeded replicates; the Monte Carlo standard error of a rate r is sqrt(r (1 - r) / reps)
@@ -37,9 +38,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from evalkit.decision import (FAIL, INCONCLUSIVE, PASS, STATUS, Criteria, PairedTask, TaskShape,  # noqa: E402
-                              TaskSummary, Weights, decide, decide_batch, family, floor_fail_probability,
-                              floor_pass_probability, plan, recovery_pass_probability, recovery_power)
+from evalkit.core.decision import (FAIL, INCONCLUSIVE, PASS, STATUS, Criteria, PairedTask,  # noqa: E402
+                                   TaskShape, TaskSummary, Weights, decide, decide_batch, family,
+                                   floor_fail_probability, floor_pass_probability, plan, recovery_pass_probability,
+                                   recovery_power)
 
 RUN_ALPHA = 0.05
 N_PARENTS, N_VARIANTS = 3, 3  # variants per parent

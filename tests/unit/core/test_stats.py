@@ -1,4 +1,4 @@
-"""evalkit.stats: the gate's paired test, validated by simulation (fixed seeds, vectorized, a few seconds).
+"""evalkit.core.stats: the gate's paired test, validated by simulation (fixed seeds, vectorized, a few seconds).
 
 The two promises of the issue, checked here:
   - false-fail rate <= 1% when the variant equals its parent, at any n and any amount of disagreement;

@@ -17,7 +17,7 @@ statistician in docs/decision.md; in short:
   failure.
 - **Tests.** Exact where the data allow (binomial floors, McNemar / sign flips under exchangeability), otherwise
   the intersection of a score test and a likelihood-ratio test whose null is the least-favourable distribution on
-  the scores' support (`evalkit.decision.pvalues`).
+  the scores' support (`evalkit.core.decision.pvalues`).
 
 >>> parent = [1] * 300 + [0] * 200
 >>> broken = [1] * 250 + [0] * 250                                  # lost 50 items, gained none
@@ -26,13 +26,14 @@ statistician in docs/decision.md; in short:
 ('fail', 'fail')
 """
 
-from evalkit.decision.core import (CHECKS, Batch, Criteria, PairedTask, TaskShape, TaskSummary, Weights,
-                                   decide_batch, family)
-from evalkit.decision.family import FAIL, INCONCLUSIVE, PASS, STATUS, resolve, weighted_holm
-from evalkit.decision.planning import (Needed, floor_fail_probability, floor_pass_probability, items_needed_floor,
-                                       items_needed_recovery, recovery_pass_probability, recovery_power)
-from evalkit.decision.verdicts import (CheckDecision, ModelDecision, Plan, PlanEntry, RunDecision, decide, plan,
-                                       run_decision)
+from evalkit.core.decision.core import (CHECKS, Batch, Criteria, PairedTask, TaskShape, TaskSummary, Weights,
+                                        decide_batch, family)
+from evalkit.core.decision.family import FAIL, INCONCLUSIVE, PASS, STATUS, resolve, weighted_holm
+from evalkit.core.decision.planning import (Needed, floor_fail_probability, floor_pass_probability,
+                                            items_needed_floor, items_needed_recovery, recovery_pass_probability,
+                                            recovery_power)
+from evalkit.core.decision.verdicts import (CheckDecision, ModelDecision, Plan, PlanEntry, RunDecision, decide,
+                                            plan, run_decision)
 
 __all__ = ["CHECKS", "FAIL", "INCONCLUSIVE", "PASS", "STATUS", "Batch", "CheckDecision", "Criteria",
            "ModelDecision", "Needed", "PairedTask", "Plan", "PlanEntry", "RunDecision", "TaskShape", "TaskSummary",

@@ -11,20 +11,20 @@ Checks of one task (each present only when its inputs are):
   baseline      the primary score against the trivial baseline b: fail when confidently below b + floor_margin
                 (no better than doing nothing, to within the margin), pass when confidently above b
 
-All of them form one family per model: weighted Holm at the model's alpha (`evalkit.decision.family`).
+All of them form one family per model: weighted Holm at the model's alpha (`evalkit.core.decision.family`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 
-from evalkit.decision.family import STATUS, resolve  # STATUS: for the doctests
-from evalkit.stats import _as_scores
-from evalkit.decision.pvalues import binom_cdf, binom_sf, el_sf, half_sf, norm_sf, paired_binary_z, signflip_sf
+from evalkit.core.decision.family import STATUS, resolve  # STATUS: for the doctests
+from evalkit.core.stats import _as_scores
+from evalkit.core.decision.pvalues import binom_cdf, binom_sf, el_sf, half_sf, norm_sf, paired_binary_z, signflip_sf
 
 __all__ = ["CHECKS", "Batch", "CheckDecision", "Criteria", "ModelDecision", "PairedTask", "RunDecision",
            "TaskShape", "TaskSummary", "Weights", "decide", "decide_batch", "family", "run_decision"]
@@ -101,11 +101,13 @@ def _flags(values: Sequence[bool] | None, n: int, what: str) -> np.ndarray | Non
         raise ValueError(f"{what}: expected {n} per-item flags, got shape {arr.shape}")
     if arr.dtype != bool and not np.all((arr == 0) | (arr == 1)):
         raise ValueError(f"{what}: flags must be booleans (or 0/1)")
-    return arr.astype(bool)
+    typed: np.ndarray = arr.astype(bool)
+    return typed
 
 
 def _scores(values: Sequence[float], what: str) -> np.ndarray:
-    return np.clip(_as_scores(values, what), 0.0, 1.0)  # the same validation as evalkit.stats
+    typed: np.ndarray = np.clip(_as_scores(values, what), 0.0, 1.0)  # the same validation as evalkit.core.stats
+    return typed
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -144,19 +146,39 @@ class PairedTask:
             raise ValueError(f"baseline must be in [0, 1], got {self.baseline!r}")
         if self.kind not in ("auto", "binary", "continuous"):
             raise ValueError(f"kind must be auto, binary or continuous, got {self.kind!r}")
-        binary = all(np.all((a == 0.0) | (a == 1.0)) for a in (s, self.parent) if a is not None)
-        if self.kind == "binary" and not binary:
+        if self.kind == "binary" and not _zero_one(self.values, self.parent_values):
             raise ValueError("kind='binary' needs 0/1 scores")
 
     @property
     def n(self) -> int:
-        return int(self.scores.size)  # type: ignore[union-attr]
+        return int(self.values.size)
+
+    @property
+    def values(self) -> np.ndarray:
+        """The model's scores as the array `__post_init__` validated (float64, clipped to [0, 1])."""
+        arr: np.ndarray = np.asarray(self.scores, dtype=np.float64)
+        return arr
+
+    @property
+    def parent_values(self) -> np.ndarray | None:
+        """The parent's scores as a validated array (None: a reference model)."""
+        return None if self.parent is None else np.asarray(self.parent, dtype=np.float64)
+
+    def flags(self, name: Literal["compliant", "cut", "parent_cut"]) -> np.ndarray | None:
+        """One of the per-item flag fields as a validated boolean array (None when not given)."""
+        value = getattr(self, name)
+        return None if value is None else np.asarray(value, dtype=bool)
 
     @property
     def binary(self) -> bool:
         if self.kind != "auto":
             return self.kind == "binary"
-        return all(bool(np.all((a == 0.0) | (a == 1.0))) for a in (self.scores, self.parent) if a is not None)
+        return _zero_one(self.values, self.parent_values)
+
+
+def _zero_one(*arrays: np.ndarray | None) -> bool:
+    """Every given array holds 0/1 scores only (the exact tests apply)."""
+    return all(bool(np.all((a == 0.0) | (a == 1.0))) for a in arrays if a is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +190,16 @@ class TaskShape:
     stopping: bool = True
     baseline: bool = True
     binary: bool = True
+
+
+_T = TypeVar("_T")
+
+
+def need(value: _T | None, what: str) -> _T:
+    """`value`, which the check being computed requires (its family only holds checks whose inputs exist)."""
+    if value is None:
+        raise ValueError(f"{what} is missing: the family holds a check whose input was not given")
+    return value
 
 
 def _hist(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -207,17 +239,18 @@ class TaskSummary:
     @classmethod
     def of(cls, task: PairedTask) -> TaskSummary:
         """The statistics of one task's per-item data (one row)."""
-        s = task.scores
-        sv, sc = _hist(s)  # type: ignore[arg-type]
-        dv = dc = None
-        if task.parent is not None:
-            dv, dc = _hist(np.round(task.parent - s, 12))  # type: ignore[operator]
-        flags = task.compliant
-        compliant = None if flags is None else np.array([int(flags.sum())])  # type: ignore[union-attr]
+        s, parent = task.values, task.parent_values
+        sv, sc = _hist(s)
+        dv: np.ndarray | None = None
+        dc: np.ndarray | None = None
+        if parent is not None:
+            dv, dc = _hist(np.round(parent - s, 12))
+        flags, cut, parent_cut = task.flags("compliant"), task.flags("cut"), task.flags("parent_cut")
+        compliant = None if flags is None else np.array([int(flags.sum())])
         worse = better = None
-        if task.cut is not None and task.parent_cut is not None and task.parent is not None:
-            worse = np.array([int(np.sum(task.cut & ~task.parent_cut))])  # type: ignore[operator]
-            better = np.array([int(np.sum(~task.cut & task.parent_cut))])  # type: ignore[operator]
+        if cut is not None and parent_cut is not None and parent is not None:
+            worse = np.array([int(np.sum(cut & ~parent_cut))])
+            better = np.array([int(np.sum(~cut & parent_cut))])
         return cls(task.n, task.binary, sv, sc, dv, dc, compliant, worse, better, task.baseline)
 
     @classmethod
@@ -304,15 +337,15 @@ def _paired_binary_p(worse: np.ndarray, better: np.ndarray, n: int, tol: float, 
 
 
 def _recovery_p(t: TaskSummary, c: Criteria) -> tuple[np.ndarray, np.ndarray]:
-    x, cnt = t.drop_values, t.drop_counts
+    x, cnt = need(t.drop_values, "paired differences"), need(t.drop_counts, "paired differences")
     if t.binary:
-        worse = cnt[:, np.flatnonzero(x == 1.0)].sum(axis=1)  # type: ignore[index]
-        better = cnt[:, np.flatnonzero(x == -1.0)].sum(axis=1)  # type: ignore[index]
+        worse = cnt[:, np.flatnonzero(x == 1.0)].sum(axis=1)
+        better = cnt[:, np.flatnonzero(x == -1.0)].sum(axis=1)
         return _paired_binary_p(worse, better, t.n, c.tolerated_drop, c.detect_drop)
     tol, d = c.tolerated_drop, c.detect_drop
-    p_asym = el_sf(x - tol, cnt, -1.0 - tol)  # type: ignore[operator]
-    p_fail = np.maximum(p_asym, signflip_sf(x, cnt, below=p_asym))  # type: ignore[arg-type]
-    p_pass = el_sf(d - x, cnt, d - 1.0)  # type: ignore[operator]
+    p_asym = el_sf(x - tol, cnt, -1.0 - tol)
+    p_fail = np.maximum(p_asym, signflip_sf(x, cnt, below=p_asym))
+    p_pass = el_sf(d - x, cnt, d - 1.0)
     return p_fail, p_pass
 
 
@@ -345,7 +378,8 @@ class Batch:
     @property
     def model_status(self) -> np.ndarray:
         """(R,) status code of the model: the worst of its checks'."""
-        return self.status.max(axis=1) if self.status.shape[1] else np.zeros(self.status.shape[0], np.int8)
+        typed: np.ndarray = self.status.max(axis=1) if self.status.shape[1] else np.zeros(self.status.shape[0], np.int8)
+        return typed
 
     def columns(self, *, task: str | None = None, check: str | None = None) -> list[int]:
         return [i for i, (t, c) in enumerate(self.checks) if task in (None, t) and check in (None, c)]
@@ -353,7 +387,8 @@ class Batch:
     def status_of(self, *, task: str | None = None, check: str | None = None) -> np.ndarray:
         """(R,) worst status over the selected checks (pass when none is selected)."""
         cols = self.columns(task=task, check=check)
-        return self.status[:, cols].max(axis=1) if cols else np.zeros(self.status.shape[0], np.int8)
+        typed: np.ndarray = self.status[:, cols].max(axis=1) if cols else np.zeros(self.status.shape[0], np.int8)
+        return typed
 
 
 def decide_batch(tasks: Mapping[str, TaskSummary], criteria: Criteria | Mapping[str, Criteria] = Criteria(), *,
@@ -377,8 +412,8 @@ def decide_batch(tasks: Mapping[str, TaskSummary], criteria: Criteria | Mapping[
     r = rows.pop() if rows else 1
     p_fail = np.ones((r, len(checks)))
     p_pass = np.ones((r, len(checks)))
-    can_pass = np.ones(len(checks), dtype=bool)
-    require = np.zeros(len(checks), dtype=bool)
+    can_pass: np.ndarray = np.ones(len(checks), dtype=bool)
+    require: np.ndarray = np.zeros(len(checks), dtype=bool)
     for j, (task, name) in enumerate(checks):
         t, c = tasks[task], crit[task]
         if name == "stopping":
@@ -388,17 +423,20 @@ def decide_batch(tasks: Mapping[str, TaskSummary], criteria: Criteria | Mapping[
         if t.n == 0:  # no items: nothing can fail, nothing can pass
             continue
         if name == "compliance":
-            p_fail[:, j], p_pass[:, j] = _rate_p(t.compliant, t.n, c.min_compliance,  # type: ignore[arg-type]
-                                                 c.min_compliance - c.floor_margin)  # type: ignore[operator]
+            floor = need(c.min_compliance, "min_compliance")
+            p_fail[:, j], p_pass[:, j] = _rate_p(need(t.compliant, "compliant counts"), t.n, floor,
+                                                 floor - c.floor_margin)
         elif name == "stopping":
-            p_fail[:, j], _ = _paired_binary_p(t.cut_worse, t.cut_better, t.n, c.tolerated_drop, None)  # type: ignore
+            p_fail[:, j], _ = _paired_binary_p(need(t.cut_worse, "cut-offs"), need(t.cut_better, "cut-offs"), t.n,
+                                               c.tolerated_drop, None)
         elif name == "metric_floor":
-            p_fail[:, j], p_pass[:, j] = _floor_p(t, c.min_metric, c.min_metric - c.floor_margin)  # type: ignore
+            floor = need(c.min_metric, "min_metric")
+            p_fail[:, j], p_pass[:, j] = _floor_p(t, floor, floor - c.floor_margin)
         elif name == "recovery":
             p_fail[:, j], p_pass[:, j] = _recovery_p(t, c)
         else:  # baseline
-            b = t.baseline
-            p_fail[:, j], p_pass[:, j] = _floor_p(t, min(1.0, b + c.floor_margin), b)  # type: ignore[operator]
+            b = need(t.baseline, "the trivial baseline")
+            p_fail[:, j], p_pass[:, j] = _floor_p(t, min(1.0, b + c.floor_margin), b)
     if checks:
         status, underpowered, adjusted, level = resolve(p_fail, p_pass, share, a_model, can_pass=can_pass,
                                                         require_power=require)

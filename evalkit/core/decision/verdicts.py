@@ -3,16 +3,16 @@ items each task needs, before any model runs."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from evalkit.decision.core import (Batch, Criteria, PairedTask, TaskShape, TaskSummary, Weights, _criteria_map,
-                                   _model_alpha, decide_batch, family)
-from evalkit.decision.family import STATUS
-from evalkit.decision.planning import (MAX_ITEMS, Needed, floor_fail_probability, floor_pass_probability,
+from evalkit.core.decision.core import (Batch, Criteria, PairedTask, TaskShape, TaskSummary, Weights, _criteria_map,
+                                        _model_alpha, decide_batch, family, need)
+from evalkit.core.decision.family import STATUS
+from evalkit.core.decision.planning import (MAX_ITEMS, Needed, floor_fail_probability, floor_pass_probability,
                                        items_needed_floor, items_needed_recovery, items_to_settle_floor,
                                        items_to_settle_recovery, recovery_power)
-from evalkit.decision.pvalues import el_sf
+from evalkit.core.decision.pvalues import el_sf
 
 __all__ = ["CheckDecision", "ModelDecision", "Plan", "PlanEntry", "RunDecision", "decide", "plan", "run_decision"]
 
@@ -112,8 +112,8 @@ class RunDecision:
         return out
 
 
-def _worst(statuses: object) -> str:
-    codes = [STATUS.index(s) for s in statuses]  # type: ignore[union-attr]
+def _worst(statuses: Iterable[str]) -> str:
+    codes = [STATUS.index(s) for s in statuses]
     return STATUS[max(codes)] if codes else "pass"
 
 
@@ -148,7 +148,7 @@ def _mean_bounds(t: TaskSummary, low_alpha: float, high_alpha: float, k: int | N
                  ) -> tuple[float, float]:
     """(lower bound at low_alpha, upper bound at high_alpha) of the mean: Clopper-Pearson for 0/1 data (k of n),
     otherwise the inversion of the same empirical-likelihood tests the checks use."""
-    from evalkit.stats import binom_cdf as cdf, binom_sf as sf
+    from evalkit.core.stats import binom_cdf as cdf, binom_sf as sf
 
     n = t.n
     if n == 0:
@@ -171,8 +171,8 @@ def _mean_bounds(t: TaskSummary, low_alpha: float, high_alpha: float, k: int | N
 def _drop_bounds(t: TaskSummary, low_alpha: float, high_alpha: float) -> tuple[float, float]:
     """(lower bound at low_alpha, upper bound at high_alpha) of the paired drop, by inverting the asymptotic part
     of the recovery tests (the exact sign-flip guard only concerns a drop of 0)."""
-    x, c = t.drop_values, t.drop_counts[:1]  # type: ignore[index]
-    mean = float((x * c[0]).sum() / max(t.n, 1))  # type: ignore[operator]
+    x, c = need(t.drop_values, "paired differences"), need(t.drop_counts, "paired differences")[:1]
+    mean = float((x * c[0]).sum() / max(t.n, 1))
     lower = _bisect(lambda d: float(el_sf(x - d, c, -1.0 - d)[0]), -0.999999, mean, low_alpha, increasing=True)
     upper = _bisect(lambda d: float(el_sf(d - x, c, d - 1.0)[0]), mean, 0.999999, high_alpha, increasing=False)
     return lower, upper
@@ -213,7 +213,7 @@ def _check_decision(task: str, name: str, j: int, s: TaskSummary, c: Criteria, b
     test = f"adjusted p={_p(adj)} vs alpha {a:.3g}"
     kw: dict[str, object] = {}
     if name == "stopping":
-        w, b = int(s.cut_worse[0]), int(s.cut_better[0])  # type: ignore[index]
+        w, b = int(need(s.cut_worse, "cut-offs")[0]), int(need(s.cut_better, "cut-offs")[0])
         est = (w - b) / n if n else 0.0
         verdict = "more" if status == "fail" else "no evidence of more"
         reason = (f"{w} replies ran to the token limit where the parent's stopped, {b} the other way, of {n}: "
@@ -221,11 +221,11 @@ def _check_decision(task: str, name: str, j: int, s: TaskSummary, c: Criteria, b
         return CheckDecision(task, name, status, reason, n, est, p, adj, level, share, None,
                              method="exact McNemar and score/likelihood-ratio (paired 0/1)")
     if name == "recovery":
-        x, cnt = s.drop_values, s.drop_counts[0]  # type: ignore[index]
-        est = float((x * cnt).sum() / n) if n else 0.0  # type: ignore[operator]
-        lost = int(cnt[x > 1e-12].sum())  # type: ignore[operator]
-        gained = int(cnt[x < -1e-12].sum())  # type: ignore[operator]
-        psi = float((x * x * cnt).sum() / n) if n else 0.0  # type: ignore[operator]
+        x, cnt = need(s.drop_values, "paired differences"), need(s.drop_counts, "paired differences")[0]
+        est = float((x * cnt).sum() / n) if n else 0.0
+        lost = int(cnt[x > 1e-12].sum())
+        gained = int(cnt[x < -1e-12].sum())
+        psi = float((x * x * cnt).sum() / n) if n else 0.0
         lower, upper = _drop_bounds(s, level, a) if n else (-1.0, 1.0)
         kw |= {"lower": lower, "upper": upper}
         head = (f"drop {_pts(est)} pts ({lost} items worse, {gained} better of {n}; disagreement {_pct(psi)})")
@@ -239,13 +239,13 @@ def _check_decision(task: str, name: str, j: int, s: TaskSummary, c: Criteria, b
                       f"{_pts(c.detect_drop)} pts the gate must see")
         else:
             clear = 1 - a_share if c.require_power else c.power
-            need = items_needed_recovery(psi, detect_drop=c.detect_drop, tolerated_drop=c.tolerated_drop,
+            needed = items_needed_recovery(psi, detect_drop=c.detect_drop, tolerated_drop=c.tolerated_drop,
                                          alpha_fail=a_share, alpha_pass=a, power=c.power, clear=clear)
             power = recovery_power(n, psi, c.detect_drop, tolerated_drop=c.tolerated_drop, alpha=a_share)
-            kw |= {"power": power, "needed": need}
-            if n < need.n:
+            kw |= {"power": power, "needed": needed}
+            if n < needed.n:
                 tail = (f"cannot tell a {_pts(c.detect_drop)}-pt drop from none at n={n} (upper bound {_pts(upper)} "
-                        f"pts; power to fail a {_pts(c.detect_drop)}-pt drop {_pct(power)}); {need.describe()} would "
+                        f"pts; power to fail a {_pts(c.detect_drop)}-pt drop {_pct(power)}); {needed.describe()} would "
                         f"tell them apart at this disagreement")
             else:
                 settle, reached = items_to_settle_recovery(psi, est, tolerated_drop=c.tolerated_drop,
@@ -260,19 +260,20 @@ def _check_decision(task: str, name: str, j: int, s: TaskSummary, c: Criteria, b
                              method=method, **kw)  # type: ignore[arg-type]
     # floors: compliance, metric_floor, baseline
     if name == "compliance":
-        k = int(s.compliant[0])  # type: ignore[index]
-        floor, what = c.min_compliance, "compliance"
+        k = int(need(s.compliant, "compliant counts")[0])
+        floor, what = need(c.min_compliance, "min_compliance"), "compliance"
         est = k / n if n else 0.0
         lower, upper = _mean_bounds(s, a, level, k=k)
         binary, shown = True, f"{est:.3f} ({k}/{n})"
     else:
         k = None
-        floor = c.min_metric if name == "metric_floor" else min(1.0, s.baseline + c.floor_margin)  # type: ignore
+        floor = (need(c.min_metric, "min_metric") if name == "metric_floor"
+                 else min(1.0, need(s.baseline, "the trivial baseline") + c.floor_margin))
         what = "score" if name == "metric_floor" else "score vs the trivial baseline"
         est = float((s.score_values * s.score_counts[0]).sum() / n) if n else 0.0
         lower, upper = _mean_bounds(s, a, level)
         binary, shown = s.binary, f"{est:.3f} on {n} items"
-    low = max(floor - c.floor_margin, 0.0)  # type: ignore[operator]
+    low = max(floor - c.floor_margin, 0.0)
     zone = (f"baseline {low:.3f} (+{_pts(c.floor_margin)} pts: {floor:.3f})" if name == "baseline"
             else f"floor {floor:.2f} (zone {low:.2f}-{floor:.2f})")
     kw |= {"lower": lower, "upper": upper}
@@ -282,17 +283,16 @@ def _check_decision(task: str, name: str, j: int, s: TaskSummary, c: Criteria, b
     elif status == "pass":
         reason = f"{what} {shown} vs {zone}: confidently above {low:.3f} (lower {100 * (1 - a):.3g}% bound {lower:.3f})"
     else:
-        need = items_needed_floor(floor, c.floor_margin, alpha_fail=a_share, alpha_pass=a,  # type: ignore[arg-type]
-                                  power=c.power)
-        power = floor_fail_probability(n, low, floor=floor, alpha=a_share)  # type: ignore[arg-type]
-        clears = floor_pass_probability(n, floor, low=low, alpha=a)  # type: ignore[arg-type]
-        kw |= {"power": power, "needed": need}
+        needed = items_needed_floor(floor, c.floor_margin, alpha_fail=a_share, alpha_pass=a, power=c.power)
+        power = floor_fail_probability(n, low, floor=floor, alpha=a_share)
+        clears = floor_pass_probability(n, floor, low=low, alpha=a)
+        kw |= {"power": power, "needed": needed}
         reason = (f"{what} {shown} vs {zone}: bounds {lower:.3f}-{upper:.3f} at n={n} settle neither (a rate of "
                   f"{low:.2f} would fail with {_pct(power)}, one of {floor:.2f} pass with {_pct(clears)}); ")
-        if n < need.n:
-            reason += f"{need.describe()} would settle it"
+        if n < needed.n:
+            reason += f"{needed.describe()} would settle it"
         else:
-            settle, reached = items_to_settle_floor(min(max(est, 1e-6), 1 - 1e-6), floor=floor,  # type: ignore
+            settle, reached = items_to_settle_floor(min(max(est, 1e-6), 1 - 1e-6), floor=floor,
                                                     margin=c.floor_margin, alpha_fail=a_share, alpha_pass=a,
                                                     power=c.power)
             kw["settle"] = settle if reached else None
@@ -365,11 +365,11 @@ class Plan:
         """One line per task whose asked item count is below what its checks need."""
         lines = []
         for task, n in self.asked.items():
-            need = self.needed(task)
-            if need > n:
+            count = self.needed(task)
+            if count > n:
                 why = "; ".join(f"{e.check} {e.needed.describe()} ({e.assumption})" for e in self.entries
                                 if e.task == task and e.binding and e.needed.n > n)
-                lines.append(f"{task}: {n} items, {need} needed: {why}")
+                lines.append(f"{task}: {n} items, {count} needed: {why}")
         return lines
 
 
@@ -396,15 +396,15 @@ def plan(shapes: Mapping[str, TaskShape], criteria: Criteria | Mapping[str, Crit
         a_share = float(w) * a
         if name == "recovery":
             clear = 1 - a_share if c.require_power else c.power
-            need = items_needed_recovery(c.plan_disagreement, detect_drop=c.detect_drop,
+            needed = items_needed_recovery(c.plan_disagreement, detect_drop=c.detect_drop,
                                          tolerated_drop=c.tolerated_drop, alpha_fail=a_share, alpha_pass=a,
                                          power=c.power, clear=clear)
-            entries.append(PlanEntry(task, name, need, True, f"disagreement {_pct(c.plan_disagreement)}, drop "
+            entries.append(PlanEntry(task, name, needed, True, f"disagreement {_pct(c.plan_disagreement)}, drop "
                                                              f"{_pts(c.detect_drop)} pts"))
         elif name in ("compliance", "metric_floor"):
             floor = c.min_compliance if name == "compliance" else c.min_metric
-            need = items_needed_floor(floor, c.floor_margin, alpha_fail=a_share, alpha_pass=a,  # type: ignore
+            needed = items_needed_floor(need(floor, name), c.floor_margin, alpha_fail=a_share, alpha_pass=a,
                                       power=c.power)
-            low = floor - c.floor_margin  # type: ignore[operator]
-            entries.append(PlanEntry(task, name, need, True, f"rate at {low:.2f} fails, at {floor:.2f} passes"))
+            low = need(floor, name) - c.floor_margin
+            entries.append(PlanEntry(task, name, needed, True, f"rate at {low:.2f} fails, at {floor:.2f} passes"))
     return Plan(tuple(entries), a, dict(asked or {}))

@@ -1,7 +1,7 @@
 """One-sided p-values of the decision core, on sufficient statistics (histograms), vectorized over rows.
 
 Every function takes a batch: ``values`` of shape (K,) (shared by all rows) or (R, K), and ``counts`` of shape
-(R, K), the number of items of each row that take each value. `evalkit.decision.decide` passes one row (the
+(R, K), the number of items of each row that take each value. `evalkit.core.decision.decide` passes one row (the
 histogram of one task's per-item scores); the simulation benchmark passes thousands. Nothing here knows about
 models, tasks or files.
 
@@ -56,7 +56,8 @@ def norm_sf(z: np.ndarray | float) -> np.ndarray:
     [0.5, 0.00135, 7.62e-24]
     """
     z = np.asarray(z, dtype=np.float64)
-    return np.asarray(0.5 * _erfc(z / math.sqrt(2.0)), dtype=np.float64)
+    p: np.ndarray = np.asarray(0.5 * _erfc(z / math.sqrt(2.0)), dtype=np.float64)
+    return p
 
 
 # ------------------------------------------------------------------------------------------------ exact binomial
@@ -83,7 +84,7 @@ def _binom_tables(n: int, p: float) -> tuple[np.ndarray, np.ndarray]:
 
 def _binom_tail(k: np.ndarray, n: np.ndarray, p: float, lower: bool) -> np.ndarray:
     k, n = np.broadcast_arrays(np.asarray(k, dtype=np.int64), np.asarray(n, dtype=np.int64))
-    out = np.empty(k.shape, dtype=np.float64)
+    out: np.ndarray = np.empty(k.shape, dtype=np.float64)
     for m in np.unique(n):
         sel = n == m
         cdf, sf = _binom_tables(int(m), float(p))
@@ -103,7 +104,7 @@ def half_sf(k: np.ndarray, m: np.ndarray) -> np.ndarray:
     [0.125, 1.0, 0.5]
     """
     k, m = np.broadcast_arrays(np.asarray(k, dtype=np.int64), np.asarray(m, dtype=np.int64))
-    out = np.where(k <= 0, 1.0, 0.0)
+    out: np.ndarray = np.where(k <= 0, 1.0, 0.0)
     live = (k > 0) & (k <= m)
     if not live.any():
         return out
@@ -150,7 +151,8 @@ def _enumerated_sf(a: np.ndarray, s: float) -> float:
 
     def sums(part: np.ndarray) -> np.ndarray:
         signs = 1 - 2 * ((np.arange(2 ** part.size)[:, None] >> np.arange(part.size)) & 1)
-        return signs @ part
+        totals: np.ndarray = signs @ part
+        return totals
 
     left, right = sums(a[:h]), np.sort(sums(a[h:]))
     hits = right.size - np.searchsorted(right, s - left - 1e-9, side="left")
@@ -177,12 +179,13 @@ def signflip_sf(x: np.ndarray, counts: np.ndarray, *, below: np.ndarray | None =
     mags = np.abs(x[nonzero])
     if mags.size and np.ptp(mags) <= 1e-12:  # one magnitude: S = a (2 W - m) with W ~ Binomial(m, 1/2)
         worse = np.where(nonzero & (x > 0), counts, 0).sum(axis=1)
-        return np.where(m > 0, half_sf(worse, m), 1.0)
+        exact: np.ndarray = np.where(m > 0, half_sf(worse, m), 1.0)
+        return exact
     norm = np.sqrt((counts * x * x).sum(axis=1))
     live = (s > 1e-12) & (m > 0)
     z = np.where(live, s / np.where(norm > 0, norm, 1.0), 0.0)
     bound = np.minimum(1.0, np.minimum(np.exp(-z * z / 2), PINELIS * norm_sf(z)))
-    out = np.where(live, bound, 1.0)
+    out: np.ndarray = np.where(live, bound, 1.0)
     enumerate_rows = live & (m <= ENUMERATE)
     if below is not None:
         enumerate_rows &= bound > np.asarray(below, dtype=np.float64)
@@ -218,7 +221,8 @@ def el_stats(y: np.ndarray, counts: np.ndarray, lo: float) -> tuple[np.ndarray, 
 
     def slope(lam: np.ndarray) -> np.ndarray:
         den = 1.0 + lam[:, None] * y
-        return np.where(present, c * y / np.where(present, den, 1.0), 0.0).sum(axis=1)
+        total: np.ndarray = np.where(present, c * y / np.where(present, den, 1.0), 0.0).sum(axis=1)
+        return total
 
     with np.errstate(divide="ignore", invalid="ignore"):
         end_slope = np.where(at_end, -np.inf, slope(np.full(rows, lmax)))
@@ -286,7 +290,9 @@ def paired_binary_z(worse: np.ndarray, better: np.ndarray, n: np.ndarray | int, 
         z_score = np.where(var > 0, num / np.sqrt(n * var), np.sign(num) * np.inf)
 
         def term(k: np.ndarray, prob: np.ndarray) -> np.ndarray:
-            return np.where(k > 0, k * np.log(np.where(k > 0, k, 1.0) / (n * np.where(prob > 0, prob, 1e-300))), 0.0)
+            safe_k, safe_p = np.where(k > 0, k, 1.0), np.where(prob > 0, prob, 1e-300)
+            value: np.ndarray = np.where(k > 0, k * np.log(safe_k / (n * safe_p)), 0.0)
+            return value
 
         two_nk = 2 * (term(w, t + delta) + term(b, t) + term(r, 1 - 2 * t - delta))
     z_lr = np.sign(num) * np.sqrt(np.maximum(two_nk, 0.0))

@@ -1,4 +1,5 @@
-"""evalkit.decision: the decision core's behaviour at the corners, and a few seeded Monte Carlo checks (seconds).
+"""evalkit.core.decision: the decision core's behaviour at the corners, and a few seeded Monte Carlo checks
+(seconds).
 
 The long simulation tables live in scripts/simulate_gate.py; here every property is pinned on small inputs.
 """
@@ -11,13 +12,13 @@ import math
 import numpy as np
 import pytest
 
-from evalkit import stats
-from evalkit.decision import (FAIL, INCONCLUSIVE, PASS, Criteria, PairedTask, TaskShape, TaskSummary, Weights,
-                              decide, decide_batch, family, items_needed_floor, items_needed_recovery, plan,
-                              recovery_pass_probability, recovery_power, run_decision, weighted_holm)
-from evalkit.decision.planning import floor_fail_probability, floor_pass_probability
-from evalkit.decision.pvalues import (ENUMERATE, PINELIS, _enumerated_sf, binom_cdf, binom_sf, el_sf, el_stats,
-                                      norm_sf, paired_binary_z, signflip_sf)
+from evalkit.core import stats
+from evalkit.core.decision import (FAIL, INCONCLUSIVE, PASS, Criteria, PairedTask, TaskShape, TaskSummary,
+                                   Weights, decide, decide_batch, family, items_needed_floor, items_needed_recovery,
+                                   plan, recovery_pass_probability, recovery_power, run_decision, weighted_holm)
+from evalkit.core.decision.planning import floor_fail_probability, floor_pass_probability
+from evalkit.core.decision.pvalues import (ENUMERATE, PINELIS, _enumerated_sf, binom_cdf, binom_sf, el_sf,
+                                           el_stats, norm_sf, paired_binary_z, signflip_sf)
 
 ONLY_RECOVERY = Criteria(min_compliance=None, beat_baseline=False)
 
@@ -339,3 +340,15 @@ def test_mc_a_healthy_run_is_green_and_a_drop_is_caught_at_the_recommended_n() -
         else:
             red |= status == FAIL
     assert np.mean(red) <= 0.05
+
+
+@pytest.mark.parametrize("module", ["evalkit", "evalkit.core.decision", "evalkit.core.decision.core",
+                                    "evalkit.core.decision.family", "evalkit.core.decision.planning",
+                                    "evalkit.core.decision.pvalues", "evalkit.core.decision.verdicts"])
+def test_doctests(module: str) -> None:
+    """The examples in the docstrings are the API's documentation: they must run as written."""
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0

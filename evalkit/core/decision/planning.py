@@ -27,7 +27,7 @@ from typing import Callable
 
 import numpy as np
 
-from evalkit.decision.pvalues import binom_cdf, binom_sf, half_sf, paired_binary_z
+from evalkit.core.decision.pvalues import binom_cdf, binom_sf, half_sf, paired_binary_z
 
 __all__ = ["MAX_ITEMS", "Needed", "floor_decisive_probability", "floor_fail_probability", "floor_pass_probability",
            "items_needed_floor", "items_needed_recovery", "items_to_settle_floor", "items_to_settle_recovery",
@@ -72,8 +72,8 @@ def _trinomial(n: int, lose: float, gain: float) -> tuple[np.ndarray, np.ndarray
         mu, sd = n * p, math.sqrt(n * p * (1 - p))
         return np.arange(max(0, math.floor(mu - _WINDOW * sd - 3)), min(n, math.ceil(mu + _WINDOW * sd + 3)) + 1)
 
-    w, b = np.meshgrid(span(lose), span(gain), indexing="ij")
-    w, b = w.ravel(), b.ravel()
+    grid: tuple[np.ndarray, ...] = tuple(np.meshgrid(span(lose), span(gain), indexing="ij"))
+    w, b = grid[0].ravel(), grid[1].ravel()
     keep = w + b <= n
     w, b = w[keep], b[keep]
     lf = np.concatenate(([0.0], np.cumsum(np.log(np.arange(1, n + 1, dtype=np.float64)))))
@@ -98,7 +98,7 @@ def recovery_power(n: int, disagreement: float, drop: float, *, tolerated_drop: 
 def _fails(w: np.ndarray, b: np.ndarray, n: int, tol: float, alpha: float) -> np.ndarray:
     """Where the recovery fail test (score and likelihood ratio, and the exact McNemar guard) rejects at alpha."""
     zs, zl = paired_binary_z(w, b, n, tol)
-    out = np.minimum(zs, zl) >= _z(1 - alpha)  # p <= alpha, with p = P(Z >= min(zs, zl))
+    out: np.ndarray = np.minimum(zs, zl) >= _z(1 - alpha)  # p <= alpha, with p = P(Z >= min(zs, zl))
     if out.any():
         out[out] = half_sf(w[out], w[out] + b[out]) <= alpha
     return out
@@ -106,7 +106,8 @@ def _fails(w: np.ndarray, b: np.ndarray, n: int, tol: float, alpha: float) -> np
 
 def _passes(w: np.ndarray, b: np.ndarray, n: int, detect: float, alpha: float) -> np.ndarray:
     zs, zl = paired_binary_z(w, b, n, detect)
-    return np.minimum(-zs, -zl) >= _z(1 - alpha)
+    out: np.ndarray = np.minimum(-zs, -zl) >= _z(1 - alpha)
+    return out
 
 
 def recovery_pass_probability(n: int, disagreement: float, drop: float, *, detect_drop: float, alpha: float
