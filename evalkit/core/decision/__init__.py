@@ -26,17 +26,43 @@ statistician in docs/decision.md; in short:
 ('fail', 'fail')
 """
 
-from evalkit.core.decision.core import (CHECKS, Batch, Criteria, PairedTask, TaskShape, TaskSummary, Weights,
-                                        decide_batch, family)
-from evalkit.core.decision.family import FAIL, INCONCLUSIVE, PASS, STATUS, resolve, weighted_holm
-from evalkit.core.decision.planning import (Needed, floor_fail_probability, floor_pass_probability,
-                                            items_needed_floor, items_needed_recovery, recovery_pass_probability,
-                                            recovery_power)
-from evalkit.core.decision.verdicts import (CheckDecision, ModelDecision, Plan, PlanEntry, RunDecision, decide,
-                                            plan, run_decision)
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from evalkit.core.decision.criteria import CHECKS, Criteria, Status, TaskShape, Weights
+
+if TYPE_CHECKING:  # the statistics load numpy: on first use, so that the manifest's settings stay cheap to import
+    from evalkit.core.decision.core import Batch, PairedTask, TaskSummary, decide_batch, family
+    from evalkit.core.decision.holm import FAIL, INCONCLUSIVE, PASS, STATUS, resolve, weighted_holm
+    from evalkit.core.decision.planning import (Needed, floor_fail_probability, floor_pass_probability,
+                                                items_needed_floor, items_needed_recovery,
+                                                recovery_pass_probability, recovery_power)
+    from evalkit.core.decision.verdicts import (CheckDecision, ModelDecision, Plan, PlanEntry, RunDecision, decide,
+                                                plan, run_decision)
+
+_LAZY = {
+    **dict.fromkeys(("Batch", "PairedTask", "TaskSummary", "decide_batch", "family"), "core"),
+    **dict.fromkeys(("FAIL", "INCONCLUSIVE", "PASS", "STATUS", "resolve", "weighted_holm"), "holm"),
+    **dict.fromkeys(("Needed", "floor_fail_probability", "floor_pass_probability", "items_needed_floor",
+                     "items_needed_recovery", "recovery_pass_probability", "recovery_power"), "planning"),
+    **dict.fromkeys(("CheckDecision", "ModelDecision", "Plan", "PlanEntry", "RunDecision", "decide", "plan",
+                     "run_decision"), "verdicts"),
+}
 
 __all__ = ["CHECKS", "FAIL", "INCONCLUSIVE", "PASS", "STATUS", "Batch", "CheckDecision", "Criteria",
-           "ModelDecision", "Needed", "PairedTask", "Plan", "PlanEntry", "RunDecision", "TaskShape", "TaskSummary",
-           "Weights", "decide", "decide_batch", "family", "floor_fail_probability", "floor_pass_probability",
-           "items_needed_floor", "items_needed_recovery", "plan", "recovery_pass_probability", "recovery_power",
-           "resolve", "run_decision", "weighted_holm"]
+           "ModelDecision", "Needed", "PairedTask", "Plan", "PlanEntry", "RunDecision", "Status", "TaskShape",
+           "TaskSummary", "Weights", "decide", "decide_batch", "family", "floor_fail_probability",
+           "floor_pass_probability", "items_needed_floor", "items_needed_recovery", "plan",
+           "recovery_pass_probability", "recovery_power", "resolve", "run_decision", "weighted_holm"]
+
+
+def __getattr__(name: str) -> Any:
+    """Load the statistics (numpy) on first use of one of their names."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'evalkit.core.decision' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"evalkit.core.decision.{module}"), name)
+    globals()[name] = value
+    return value

@@ -11,7 +11,7 @@ Checks of one task (each present only when its inputs are):
   baseline      the primary score against the trivial baseline b: fail when confidently below b + floor_margin
                 (no better than doing nothing, to within the margin), pass when confidently above b
 
-All of them form one family per model: weighted Holm at the model's alpha (`evalkit.core.decision.family`).
+All of them form one family per model: weighted Holm at the model's alpha (`evalkit.core.decision.holm`).
 """
 
 from __future__ import annotations
@@ -22,72 +22,13 @@ from typing import Literal, TypeVar
 
 import numpy as np
 
-from evalkit.core.decision.family import STATUS, resolve  # STATUS: for the doctests
-from evalkit.core.stats import _as_scores
+from evalkit.core.decision.criteria import CHECKS, Criteria, Status, TaskShape, Weights
+from evalkit.core.decision.holm import STATUS, resolve  # STATUS: for the doctests
 from evalkit.core.decision.pvalues import binom_cdf, binom_sf, el_sf, half_sf, norm_sf, paired_binary_z, signflip_sf
+from evalkit.core.stats import _as_scores
 
-__all__ = ["CHECKS", "Batch", "CheckDecision", "Criteria", "ModelDecision", "PairedTask", "RunDecision",
-           "TaskShape", "TaskSummary", "Weights", "decide", "decide_batch", "family", "run_decision"]
-
-CHECKS = ("compliance", "stopping", "metric_floor", "recovery", "baseline")
-"""The statistical checks, in the order a task lists them. Deterministic checks (prompt format, logit drift
-bounds, speed) cannot fail by chance and stay outside the family."""
-
-Status = Literal["pass", "inconclusive", "fail"]
-
-
-@dataclass(frozen=True, slots=True)
-class Criteria:
-    """What one task must show; the statistical keys of the gate's manifest thresholds (fractions on 0-1)."""
-
-    min_compliance: float | None = 0.90  # floor on the share of compliant replies (None: no compliance check)
-    min_metric: float | None = None  # floor on the primary score (None: no metric floor)
-    floor_margin: float = 0.05  # width of every floor's indifference zone, and of the baseline's
-    tolerated_drop: float = 0.01  # a true drop up to this is no failure (the recovery and stopping nulls)
-    detect_drop: float = 0.05  # a true drop this large must not pass
-    require_power: bool = False  # an inconclusive recovery fails ("underpowered")
-    power: float = 0.90  # probability the planned item counts reach
-    beat_baseline: bool = True  # check the score against the trivial baseline (when the task has one)
-    plan_disagreement: float = 0.10  # share of items a variant is assumed to disagree with its parent on, before
-    # the run (planning only; the verdicts use the observed share)
-
-    def __post_init__(self) -> None:
-        for name in ("min_compliance", "min_metric"):
-            value = getattr(self, name)
-            if value is not None and not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {value!r}")
-        if not 0.0 <= self.floor_margin < 1.0:
-            raise ValueError(f"floor_margin must be in [0, 1), got {self.floor_margin!r}")
-        if not 0.0 < self.detect_drop <= 1.0:
-            raise ValueError(f"detect_drop must be in (0, 1], got {self.detect_drop!r}")
-        if not 0.0 <= self.tolerated_drop < self.detect_drop:
-            raise ValueError(f"tolerated_drop must be in [0, detect_drop), got {self.tolerated_drop!r} "
-                             f"(detect_drop {self.detect_drop!r})")
-        if not 0.5 <= self.power < 1.0:
-            raise ValueError(f"power must be in [0.5, 1), got {self.power!r}")
-        if not 0.0 <= self.plan_disagreement <= 1.0:
-            raise ValueError(f"plan_disagreement must be in [0, 1], got {self.plan_disagreement!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class Weights:
-    """Relative shares of a model's alpha per check and task (normalized over the checks the family holds).
-
-    Recovery, the check that a sound model sits close to, gets most of it; the floors, the baseline and stopping
-    are nearly never near their boundary by chance, and a broken model misses them by far (compliance 0, a
-    runaway on every reply), so a small share suffices.
-    """
-
-    recovery: float = 1.0
-    compliance: float = 0.05
-    stopping: float = 0.05
-    metric_floor: float = 0.05
-    baseline: float = 0.05
-
-    def __post_init__(self) -> None:
-        for name in CHECKS:
-            if not getattr(self, name) > 0:
-                raise ValueError(f"weight {name} must be > 0, got {getattr(self, name)!r}")
+__all__ = ["CHECKS", "Batch", "Criteria", "PairedTask", "Status", "TaskShape", "TaskSummary", "Weights",
+           "decide_batch", "family", "need"]
 
 
 # ---------------------------------------------------------------------------------------------------- the data
@@ -179,17 +120,6 @@ class PairedTask:
 def _zero_one(*arrays: np.ndarray | None) -> bool:
     """Every given array holds 0/1 scores only (the exact tests apply)."""
     return all(bool(np.all((a == 0.0) | (a == 1.0))) for a in arrays if a is not None)
-
-
-@dataclass(frozen=True, slots=True)
-class TaskShape:
-    """Which checks a task has (for planning before any data exist, and to build a model's family)."""
-
-    paired: bool = True  # compared with a parent: recovery (and stopping, with `stopping`)
-    compliance: bool = True
-    stopping: bool = True
-    baseline: bool = True
-    binary: bool = True
 
 
 _T = TypeVar("_T")

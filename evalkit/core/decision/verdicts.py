@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from evalkit.core.decision.core import (Batch, Criteria, PairedTask, TaskShape, TaskSummary, Weights, _criteria_map,
                                         _model_alpha, decide_batch, family, need)
-from evalkit.core.decision.family import STATUS
+from evalkit.core.decision.holm import STATUS
 from evalkit.core.decision.planning import (MAX_ITEMS, Needed, floor_fail_probability, floor_pass_probability,
                                        items_needed_floor, items_needed_recovery, items_to_settle_floor,
                                        items_to_settle_recovery, recovery_power)
@@ -228,7 +228,7 @@ def _check_decision(task: str, name: str, j: int, s: TaskSummary, c: Criteria, b
         psi = float((x * x * cnt).sum() / n) if n else 0.0
         lower, upper = _drop_bounds(s, level, a) if n else (-1.0, 1.0)
         kw |= {"lower": lower, "upper": upper}
-        head = (f"drop {_pts(est)} pts ({lost} items worse, {gained} better of {n}; disagreement {_pct(psi)})")
+        head = f"drop {_pts(est)} pts ({lost} worse, {gained} better of {n} items; disagreement {_pct(psi)})"
         method = ("exact McNemar and Tango score / likelihood ratio (paired 0/1)" if s.binary else
                   "exact sign-flip bound and empirical-likelihood score / likelihood ratio (paired, continuous)")
         if status == "fail" and not up:
@@ -269,12 +269,13 @@ def _check_decision(task: str, name: str, j: int, s: TaskSummary, c: Criteria, b
         k = None
         floor = (need(c.min_metric, "min_metric") if name == "metric_floor"
                  else min(1.0, need(s.baseline, "the trivial baseline") + c.floor_margin))
-        what = "score" if name == "metric_floor" else "score vs the trivial baseline"
+        what = "score"
         est = float((s.score_values * s.score_counts[0]).sum() / n) if n else 0.0
         lower, upper = _mean_bounds(s, a, level)
         binary, shown = s.binary, f"{est:.3f} on {n} items"
-    low = max(floor - c.floor_margin, 0.0)
-    zone = (f"baseline {low:.3f} (+{_pts(c.floor_margin)} pts: {floor:.3f})" if name == "baseline"
+    # the pass hypothesis: a rate of floor - margin, or for the baseline the baseline itself (decide_batch's)
+    low = need(s.baseline, "the trivial baseline") if name == "baseline" else max(floor - c.floor_margin, 0.0)
+    zone = (f"the trivial baseline {low:.3f} (zone {low:.3f}-{floor:.3f})" if name == "baseline"
             else f"floor {floor:.2f} (zone {low:.2f}-{floor:.2f})")
     kw |= {"lower": lower, "upper": upper}
     method = "exact binomial" if binary else "empirical-likelihood score / likelihood ratio on [0, 1]"
@@ -315,7 +316,7 @@ def decide(tasks: Mapping[str, PairedTask], criteria: Criteria | Mapping[str, Cr
     >>> d.status, [(c.check, c.status) for c in d.checks]
     ('pass', [('compliance', 'pass'), ('recovery', 'pass'), ('baseline', 'pass')])
     >>> print(d.check("arc", "recovery").reason)  # doctest: +NORMALIZE_WHITESPACE
-    drop 0.2 pts (10 items worse, 9 better of 500; disagreement 3.8%): at most 2.9 pts (upper 99.6% bound),
+    drop 0.2 pts (10 worse, 9 better of 500 items; disagreement 3.8%): at most 2.9 pts (upper 99.6% bound),
     below the 5.0 pts the gate must see
     """
     crit = _criteria_map(tasks, criteria)
@@ -362,14 +363,29 @@ class Plan:
         return max((e.needed.n for e in self.entries if e.task == task and e.binding), default=0)
 
     def short(self) -> list[str]:
-        """One line per task whose asked item count is below what its checks need."""
+        """One line per task that asks for fewer items than its checks need: recovery's count for the drop it must
+        see, then each floor's (the largest need per check when the plan holds several models' entries).
+
+        >>> p = plan({"arc": TaskShape()}, Criteria(), alpha=0.05, run_size=12, asked={"arc": 500})
+        >>> print(p.short()[0])  # doctest: +NORMALIZE_WHITESPACE
+        arc: 500 items asked, ~926 needed for a 5-point drop at 90% power (disagreement 10%); the compliance floor
+        ~1,026 (a rate of 0.85 fails, one of 0.90 passes)
+        """
         lines = []
         for task, n in self.asked.items():
-            count = self.needed(task)
-            if count > n:
-                why = "; ".join(f"{e.check} {e.needed.describe()} ({e.assumption})" for e in self.entries
-                                if e.task == task and e.binding and e.needed.n > n)
-                lines.append(f"{task}: {n} items, {count} needed: {why}")
+            if self.needed(task) <= n:
+                continue
+            worst: dict[str, PlanEntry] = {}
+            for e in self.entries:
+                if e.task == task and e.binding and (e.check not in worst or e.needed.n > worst[e.check].needed.n):
+                    worst[e.check] = e
+            rec = worst.pop("recovery", None)
+            parts = [f"{task}: {n:,} items asked"]
+            if rec is not None and rec.needed.n > n:
+                parts[0] += f", {rec.needed.describe().removesuffix(' items')} needed for {rec.assumption}"
+            parts += [f"the {e.check.removesuffix('_floor')} floor {e.needed.describe().removesuffix(' items')} "
+                      f"({e.assumption})" for e in worst.values() if e.needed.n > n]
+            lines.append("; ".join(parts))
         return lines
 
 
@@ -384,8 +400,8 @@ def plan(shapes: Mapping[str, TaskShape], criteria: Criteria | Mapping[str, Crit
     passes and one at the floor minus floor_margin fails, each with probability `power`.
 
     >>> p = plan({"arc": TaskShape()}, Criteria(), alpha=0.05, run_size=12, asked={"arc": 500})
-    >>> p.needed("arc"), p.short()[0][:60]
-    (1026, 'arc: 500 items, 1026 needed: compliance ~1,026 items (rate a')
+    >>> p.needed("arc"), [(e.check, e.needed.n) for e in p.entries]
+    (1026, [('compliance', 1026), ('recovery', 926)])
     """
     crit = _criteria_map(shapes, criteria)
     a = _model_alpha(alpha, run_size)
@@ -397,14 +413,15 @@ def plan(shapes: Mapping[str, TaskShape], criteria: Criteria | Mapping[str, Crit
         if name == "recovery":
             clear = 1 - a_share if c.require_power else c.power
             needed = items_needed_recovery(c.plan_disagreement, detect_drop=c.detect_drop,
-                                         tolerated_drop=c.tolerated_drop, alpha_fail=a_share, alpha_pass=a,
-                                         power=c.power, clear=clear)
-            entries.append(PlanEntry(task, name, needed, True, f"disagreement {_pct(c.plan_disagreement)}, drop "
-                                                             f"{_pts(c.detect_drop)} pts"))
+                                           tolerated_drop=c.tolerated_drop, alpha_fail=a_share, alpha_pass=a,
+                                           power=c.power, clear=clear)
+            entries.append(PlanEntry(task, name, needed, True, f"a {100 * c.detect_drop:g}-point drop at "
+                                                               f"{100 * c.power:g}% power (disagreement "
+                                                               f"{_pct(c.plan_disagreement)})"))
         elif name in ("compliance", "metric_floor"):
             floor = c.min_compliance if name == "compliance" else c.min_metric
             needed = items_needed_floor(need(floor, name), c.floor_margin, alpha_fail=a_share, alpha_pass=a,
-                                      power=c.power)
+                                        power=c.power)
             low = need(floor, name) - c.floor_margin
-            entries.append(PlanEntry(task, name, needed, True, f"rate at {low:.2f} fails, at {floor:.2f} passes"))
+            entries.append(PlanEntry(task, name, needed, True, f"a rate of {low:.2f} fails, one of {floor:.2f} passes"))
     return Plan(tuple(entries), a, dict(asked or {}))

@@ -343,7 +343,7 @@ def test_mc_a_healthy_run_is_green_and_a_drop_is_caught_at_the_recommended_n() -
 
 
 @pytest.mark.parametrize("module", ["evalkit", "evalkit.core.decision", "evalkit.core.decision.core",
-                                    "evalkit.core.decision.family", "evalkit.core.decision.planning",
+                                    "evalkit.core.decision.holm", "evalkit.core.decision.planning",
                                     "evalkit.core.decision.pvalues", "evalkit.core.decision.verdicts"])
 def test_doctests(module: str) -> None:
     """The examples in the docstrings are the API's documentation: they must run as written."""
@@ -352,3 +352,15 @@ def test_doctests(module: str) -> None:
 
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_the_settings_import_without_numpy_and_the_statistics_load_on_first_use() -> None:
+    """The manifest builds Criteria and Weights on load, and the pytest plugin loads the manifest in every pytest
+    run of a project with evalkit installed: the settings must not pull numpy in."""
+    import subprocess
+    import sys
+
+    code = ("import sys, evalkit.core.decision as d; d.Criteria(); d.Weights(); d.TaskShape(); "
+            "print('numpy' in sys.modules, end=' '); d.decide; print('numpy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["False", "True"]
