@@ -17,12 +17,18 @@ if TYPE_CHECKING:  # the engine and drift load with the first evaluation, not wi
     from evalkit.run.drift import DriftResult
     from evalkit.run.engine import TaskResult
 
-__all__ = ["CheckResult", "Evidence", "Failure", "LABELS", "OUTCOMES", "Status", "Verdict", "explain"]
+__all__ = ["CheckResult", "Evidence", "Failure", "LABELS", "OK_OUTCOMES", "OUTCOMES", "Status", "Verdict", "explain"]
 
-Status = Literal["pass", "fail", "skip"]
+Status = Literal["pass", "inconclusive", "fail", "skip"]
+"""A check's outcome. inconclusive: a statistical check whose data cannot tell the problem it must see from none
+at this n (its note says why and how many items would settle it); it fails nothing unless require_power is set."""
 
-OUTCOMES = ("PASS", "FAIL", "CAUGHT", "MISDIAGNOSED", "ESCAPED")
+OUTCOMES = ("PASS", "INCONCLUSIVE", "FAIL", "CAUGHT", "MISDIAGNOSED", "ESCAPED")
 """A verdict's outcomes, in the order tallies list them."""
+
+OK_OUTCOMES = frozenset({"PASS", "INCONCLUSIVE", "CAUGHT"})
+"""Outcomes that keep a run green: a healthy model passed or could not be told apart at this n, a known-broken one
+was caught for one of its reasons."""
 
 LABELS = {
     "no_chat_template": "the model has no chat template, so its prompts fell back to plain text while its parent's "
@@ -34,7 +40,8 @@ LABELS = {
     "trivial_baseline": "the score is no better than answering a constant (the trivial baseline)",
     "logit_drift": "the next-token distributions moved far from the parent's on the parent's own responses",
     "slow_kernel": "generation is far slower than the parent's: a slow kernel (e.g. dequantizing on the fly)",
-    "underpowered": "too few items to see the drop the gate must see; the verdict says how many are needed",
+    "underpowered": "inconclusive recovery with require_power on: these items cannot tell the drop the gate must "
+                    "see from none; the note says how many would",
     "load_error": "the model folder could not be loaded",
     "evaluation_error": "the evaluation raised an error",
     "drift_error": "drift against the parent could not be computed",
@@ -95,7 +102,7 @@ class CheckResult:
     diagnosis: str = ""  # the named cause of a failure
     classes: str = ""  # counts per failure class of the model's responses
     examples: tuple[str, ...] = ()  # example responses behind the diagnosis
-    note: str = ""  # e.g. "underpowered: ..."
+    note: str = ""  # e.g. why an inconclusive check could not decide, and how many items would
     values: Mapping[str, Any] = field(default_factory=dict)  # machine-readable numbers
 
     @property
@@ -129,8 +136,13 @@ class Verdict:
         return tuple(c for c in self.checks if c.status == "fail")
 
     @property
-    def status(self) -> Literal["pass", "fail"]:
-        return "fail" if self.failed else "pass"
+    def inconclusive(self) -> tuple[CheckResult, ...]:
+        return tuple(c for c in self.checks if c.status == "inconclusive")
+
+    @property
+    def status(self) -> Literal["pass", "inconclusive", "fail"]:
+        """The worst of its checks: fail, else inconclusive, else pass (skipped checks do not count)."""
+        return "fail" if self.failed else "inconclusive" if self.inconclusive else "pass"
 
     @property
     def diagnosis(self) -> str:
@@ -148,16 +160,17 @@ class Verdict:
 
     @property
     def outcome(self) -> str:
-        """PASS, FAIL, CAUGHT (expected failure, right diagnosis), MISDIAGNOSED or ESCAPED."""
+        """PASS, INCONCLUSIVE or FAIL for a model expected to pass; CAUGHT (expected failure, right diagnosis),
+        MISDIAGNOSED or ESCAPED for a known-broken one."""
         if self.expect == "pass":
-            return "PASS" if self.status == "pass" else "FAIL"
+            return self.status.upper()
         if self.caught:
             return "CAUGHT"
         return "MISDIAGNOSED" if self.status == "fail" else "ESCAPED"
 
     @property
     def as_expected(self) -> bool:
-        return self.outcome in ("PASS", "CAUGHT")
+        return self.outcome in OK_OUTCOMES
 
     def get(self, check_name: str) -> CheckResult:
         return next(c for c in self.checks if c.check == check_name)

@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 
 from evalkit.gate import manifest as manifest_lib
+from evalkit.gate.decisions import alpha_note, plan_lines
 from evalkit.gate.render import render_summary
 from evalkit.gate.runner import Gate
 from evalkit.pytest import scheduling
@@ -37,8 +38,8 @@ from evalkit.pytest.assertions import GateCase
 
 __all__ = ["broken_case", "gate_case", "gate_manifest", "gate_runs", "golden_snapshot", "metric_snapshot",
            "pytest_addoption", "pytest_cmdline_main", "pytest_collection_modifyitems", "pytest_configure",
-           "pytest_configure_node", "pytest_generate_tests", "pytest_sessionfinish", "pytest_terminal_summary",
-           "pytest_testnodedown", "pytest_xdist_make_scheduler", "variant_case"]
+           "pytest_configure_node", "pytest_generate_tests", "pytest_report_header", "pytest_sessionfinish",
+           "pytest_terminal_summary", "pytest_testnodedown", "pytest_xdist_make_scheduler", "variant_case"]
 
 DEFAULT_MANIFEST = manifest_lib.DEFAULT_MANIFEST
 _MANIFEST = pytest.StashKey[Any]()
@@ -246,11 +247,27 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
                 timings[key] = max(timings.get(key, 0.0), seconds) if key == "total" else timings.get(key, 0) + seconds
     manifest = config.stash.get(_MANIFEST, None)
     order = {(c.model, c.task): i for i, c in enumerate(manifest.cases())} if manifest else {}
+    alpha = alpha_note(manifest) if manifest else ""
     for device, (rows, timings) in sorted(tables.items()):
         if rows:
             rows.sort(key=lambda r: order.get((r[0], r[1]), len(order)))
             terminalreporter.write_sep("=", f"evalkit gate ({device})")
-            terminalreporter.write_line(render_summary(rows, timings, device))
+            terminalreporter.write_line(render_summary(rows, timings, device, alpha))
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Where a gate runs: the tasks that ask for fewer items than their checks need (the plan, per device flavour
+    collected), so an inconclusive verdict is expected before any model runs."""
+    manifest = _manifest(config) if config.getoption("zoo", None) or DEFAULT_MANIFEST.parent.parent == \
+        config.rootpath else None
+    if manifest is None:
+        return []
+    option = config.getoption("gate_device")
+    lines = []
+    for device in scheduling.DEVICES if option == "both" else (option,):
+        lines += [f"evalkit gate plan ({device}): {line}"
+                  for line in plan_lines(manifest, device, config.getoption("gate_limit"))]
+    return lines
 
 
 # ------------------------------------------------------------------------------------------------------ helpers
