@@ -81,8 +81,14 @@ class Row:
 
     @property
     def status(self) -> str:
-        """"pass" / "fail" from the gate's verdict, or "not gated"."""
+        """"pass" / "inconclusive" / "fail" from the gate's verdict, or "not gated"."""
         return str(self.verdict.get("status")) if self.verdict else "not gated"
+
+    @property
+    def inconclusive(self) -> list[tuple[str, str]]:
+        """(check, reason) of each inconclusive check: what the data could not tell, and the items that would."""
+        return [(str(c.get("check")), str(c.get("note", ""))) for c in (self.verdict or {}).get("checks", [])
+                if c.get("status") == "inconclusive"]
 
     @property
     def compliance_ok(self) -> bool | None:
@@ -203,7 +209,7 @@ CSV_COLUMNS = ("model", "task", "family", "method", "weight_bits", "parent", "n"
                "value_reason", *METRICS.names(), "compliance", "trivial_baseline",
                "matches_baseline", *(f"diag_{d}" for d in DIAGNOSIS_ORDER), "seconds_per_sample",
                "tokens_per_second", "device", "recovery", "drop", "p_value", "kl_mean", "top1_agreement",
-               "ppl_ratio", "first_divergent_layer", "status", "diagnosis")
+               "ppl_ratio", "first_divergent_layer", "status", "diagnosis", "inconclusive")
 
 
 def csv_text(table: Sequence[Row]) -> str:
@@ -222,7 +228,7 @@ def csv_text(table: Sequence[Row]) -> str:
             r.device, _num(test.get("recovery")), _num(test.get("drop")), _num(test.get("p_value")),
             _num(d.get("kl_mean")), _num(d.get("top1_agreement")), _num(d.get("ppl_ratio")),
             "" if d.get("first_divergent_layer") is None else d["first_divergent_layer"], r.status,
-            ";".join(r.status_diagnoses),
+            ";".join(r.status_diagnoses), "; ".join(f"{check}: {why}" for check, why in r.inconclusive),
         ])
     return buf.getvalue()
 
@@ -287,6 +293,11 @@ def _status(group: Sequence[Row]) -> str:
     expected = [r for r in gated if (r.verdict or {}).get("expect") == "fail"]
     caught = sum((r.verdict or {}).get("outcome") == "CAUGHT" for r in expected)
     note = f"; caught as expected {caught}/{len(expected)}" if expected else ""
+    unsure = [r for r in gated if r.status == "inconclusive"]
+    if not failed and unsure:  # nothing failed: too few items to tell is not "broken"
+        checks = Counter(c for r in unsure for c, _ in r.inconclusive)
+        return (f"✅ Working ({len(gated) - len(unsure)}/{len(gated)} pass, {len(unsure)} inconclusive: "
+                f"{', '.join(c for c, _ in checks.most_common(3))}{note})")
     if not failed:
         return f"✅ Working ({len(gated)}/{len(gated)} pass{note})"
     if len(failed) == len(gated):
@@ -331,7 +342,7 @@ def fmt_seconds(s: float) -> str:
 
 
 def outcome_tally(table: Sequence[Row]) -> dict[str, int]:
-    """Count of the gate's outcomes (PASS, FAIL, CAUGHT, MISDIAGNOSED, ESCAPED) over the gated rows."""
+    """Count of the gate's outcomes (PASS, INCONCLUSIVE, FAIL, CAUGHT, MISDIAGNOSED, ESCAPED) over the gated rows."""
     counts = Counter(str((r.verdict or {}).get("outcome") or r.status.upper()) for r in table if r.verdict)
     return {k: counts[k] for k in (*OUTCOMES, *sorted(set(counts) - set(OUTCOMES))) if counts[k]}
 
