@@ -18,9 +18,13 @@ Every model answers compliantly on 97% of the items (floor 0.90) and runs to the
 another 1% than its parent's, exchangeably). Defaults everywhere: run alpha 0.05 over the 12 models, tolerated drop
 1 point, detect drop 5 points, floor margin 5 points, power 0.90, weights of `evalkit.core.decision.Weights`.
 
-Every decision is made by `evalkit.core.decision.decide_batch`, the function `decide` itself calls, on each task's
-sufficient statistics (counts; exact, since every check depends on the data only through them); the validation
-section rebuilds per-item scores for some replicates, calls `decide` on them and checks that every status agrees.
+Every decision is made by `evalkit.core.decision.decide_batch`, the function `decide` itself calls (and the gate
+through it: `evalkit.gate.runner.Gate.decision` -> `evalkit.gate.decisions.decide_model` -> `decide`), on each
+task's sufficient statistics (counts; exact, since every check depends on the data only through them); the
+validation section rebuilds per-item data for some replicates, decides them with `decide` and with the gate itself
+(engine records -> `decide_model` -> `evalkit.gate.verdict` and its checks), and checks that every status agrees
+(the script exits 1 otherwise). "recommended n" is what the gate's plan prints for a task ("~N needed for a
+5-point drop at 90% power"): `plan`'s recovery count at the planned disagreement.
 Rates are over `--reps` seeded replicates; the Monte Carlo standard error of a rate r is sqrt(r (1 - r) / reps)
 (printed as the largest over each table).
 """
@@ -42,6 +46,7 @@ from evalkit.core.decision import (FAIL, INCONCLUSIVE, PASS, STATUS, Criteria, P
                                    TaskShape, TaskSummary, Weights, decide, decide_batch, family,
                                    floor_fail_probability, floor_pass_probability, plan, recovery_pass_probability,
                                    recovery_power)
+from evalkit.gate import Evidence  # noqa: E402
 
 RUN_ALPHA = 0.05
 N_PARENTS, N_VARIANTS = 3, 3  # variants per parent
@@ -414,13 +419,79 @@ def _items(summary: TaskSummary, task: Task, rng, row: int, joint: np.ndarray | 
                       parent_cut=parent_cut[perm], baseline=task.baseline)
 
 
-def validate_section(seed: int, replicates: int = 8) -> None:
-    print("## Validation: the batch decisions against `decide` on rebuilt per-item data\n")
+FAMILY = {"arc": "multiple_choice", "math": "math", "boolq": "yes_no", "squad": "span"}
+
+
+def _gate_evidence(model: str, task: Task, items: PairedTask) -> Evidence:
+    """The gate's evidence for per-item data: engine records whose extraction, score and finish reason carry exactly
+    the replicate's compliance, score and cut-off flags (the simulation draws compliance independently of the score,
+    which no real reply does, so the records are built directly rather than read from replies), the trivial
+    baseline of the grid, and the parent's records on the same items."""
+    from evalkit.core.extract import Diagnosis, Extraction
+    from evalkit.core.scoring import ItemScore
+    from evalkit.core.types import Item
+    from evalkit.data.tasks import Task as EngineTask
+    from evalkit.run.engine import SampleRecord, TaskResult
+    from evalkit.run.generation import Generation, GenerationConfig, GenerationRun
+
+    family = FAMILY[task.name]
+    metric = "f1" if family == "span" else "accuracy"
+
+    @dataclass(frozen=True)
+    class GridTask(EngineTask):  # the grid's trivial baseline, not one computed from (invented) gold answers
+        def trivial_baseline(self) -> dict[str, float]:
+            return {metric: task.baseline}
+
+    gold = {"multiple_choice": ("A",), "math": ("1",), "yes_no": ("yes",), "span": ("a",)}[family]
+    choices = ("w", "x", "y", "z") if family == "multiple_choice" else ()
+    n = items.n
+    engine_items = tuple(Item(task.name, str(i), family, "q", gold, choices=choices) for i in range(n))
+
+    def records(scores, compliant, cut) -> tuple:
+        out = []
+        for item, v, ok, c in zip(engine_items, scores, compliant, cut):
+            i = item.id
+            diagnosis = Diagnosis.OK if ok else Diagnosis.NO_BOX
+            gen = Generation(i, "p", "r", "r", 1, 1, "length" if c else "eos")
+            f1 = float(v) if metric == "f1" else None
+            score = ItemScore(family, float(v), bool(v == 1.0), True, Diagnosis.OK, f1=f1)
+            out.append(SampleRecord(item, gen, Extraction("a", "a" if ok else None, diagnosis), score))
+        return tuple(out)
+
+    engine_task = GridTask(task.name, family, engine_items, "simulated")
+
+    def result(recs: tuple) -> TaskResult:
+        run = GenerationRun(tuple(r.generation for r in recs), 0.1, {"backend": "simulated", "device": "cpu"})
+        return TaskResult({"path": model}, engine_task, GenerationConfig(), "chat_template", recs, run, False, None,
+                          0.1)
+
+    def flags(name: str, default: bool) -> np.ndarray:
+        given = items.flags(name)  # type: ignore[arg-type]
+        return np.full(n, default) if given is None else given
+
+    mine = result(records(items.values, flags("compliant", True), flags("cut", False)))
+    if items.parent_values is None:
+        return Evidence(model, task.name, mine, metric)
+    theirs = result(records(items.parent_values, np.full(n, True), flags("parent_cut", False)))
+    return Evidence(model, task.name, mine, metric, parent_name="parent", parent=theirs)
+
+
+def validate_section(seed: int, replicates: int = 8) -> bool:
+    """The decisions of `decide_batch` (what every table above uses) against the gate's own path on the same data:
+    per-item data rebuilt from each replicate's statistics, decided by `decide` and by the gate (`evalkit.gate`'s
+    evidence -> one family per model -> `verdict` and its checks), every check status compared."""
+    from evalkit.gate import Thresholds, verdict
+    from evalkit.gate.decisions import decide_model
+
+    print("## Validation: the batch decisions against `decide` and against the gate, on rebuilt per-item data\n")
     run = simulate_run(seed + 99, 500, 0.10, replicates, drop=("arc", 0.05))
     rng = np.random.default_rng(seed)
-    compared = agree = 0
+    compared = agree = gate_agree = 0
     batches = dict(zip([k for k in run["summaries"] if k.startswith("parent")], run["parents"]))
     batches |= dict(zip([k for k in run["summaries"] if k.startswith("variant")], run["variants"]))
+    th = {t.name: Thresholds() for t in TASKS}  # the manifest's defaults are the decision core's Criteria()
+    if th["arc"].criteria() != Criteria():
+        raise AssertionError("the gate's default thresholds are not the decision core's default criteria")
     for name, tasks in run["summaries"].items():
         batch = batches[name]
         joints = run["joints"].get(name, {})
@@ -431,16 +502,23 @@ def validate_section(seed: int, replicates: int = 8) -> None:
             ref = [STATUS[int(s)] for s in batch.status[row]]
             if [(c.task, c.check) for c in d.checks] != list(batch.checks):
                 raise AssertionError(f"{name}: decide built another family than decide_batch")
+            evidence = {t.name: _gate_evidence(name, t, items[t.name]) for t in TASKS}
+            decision = decide_model(evidence, th, alpha=RUN_ALPHA, run_size=RUN_SIZE)
+            gate = [verdict(evidence[t], th[t], decision=decision).get(c).status for t, c in batch.checks]
             compared += len(ref)
             agree += sum(a == b for a, b in zip(theirs, ref))
-    print(f"{agree} of {compared} check statuses agree (12 models x {replicates} replicates, n=500, psi 0.10, one "
-          f"variant 5 points worse on arc)\n")
+            gate_agree += sum(a == b for a, b in zip(gate, ref))
+    print(f"`decide`: {agree} of {compared} check statuses agree; the gate (`evalkit.gate.verdict` on rebuilt "
+          f"evidence): {gate_agree} of {compared} ({len(batches)} models x {replicates} replicates, n=500, psi 0.10, "
+          f"one variant 5 points worse on arc)\n")
+    return agree == gate_agree == compared
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--reps", type=int, default=4000, help="replicates per row (default 4000)")
     ap.add_argument("--seed", type=int, default=14)
+    ap.add_argument("--validate", type=int, default=8, metavar="R", help="replicates rebuilt item by item (default 8)")
     ap.add_argument("--only", choices=["grid", "power", "corners", "levels", "validate"], action="append")
     args = ap.parse_args(argv)
     started = time.perf_counter()
@@ -454,10 +532,11 @@ def main(argv: list[str] | None = None) -> int:
         corners_section(args.reps, args.seed)
     if "levels" in sections:
         levels_section(args.reps * 5, args.seed)
+    ok = True
     if "validate" in sections:
-        validate_section(args.seed)
+        ok = validate_section(args.seed, args.validate)
     print(f"total {time.perf_counter() - started:.0f}s")
-    return 0
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

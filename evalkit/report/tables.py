@@ -3,7 +3,8 @@
 Everything here reads a run folder (`evalkit.report.rundir`) and computes nothing that the engine or the gate did not
 measure: metrics, compliance, diagnoses and throughput come from the engine's results documents, drift from the drift
 documents, statuses from the gate's verdicts, and the paired comparison of a variant with its parent is recomputed
-from the per-sample records with the gate's own test (`evalkit.core.stats.paired_drop`, default thresholds).
+from the per-sample records with a paired one-sided test (`evalkit.core.stats.paired_drop`, default thresholds;
+descriptive: the verdict is the gate's).
 
 The Markdown leads with the seed report's "Quantization Method Comparison" table (Method | Weight bits | Status |
 Answer format | Speed), rebuilt from measurements: one row per method, models grouped by how they were quantized.
@@ -157,7 +158,8 @@ def rows(run: Run) -> list[Row]:
 
 
 def compare_entries(variant: Entry, parent: Entry) -> dict[str, Any]:
-    """The gate's paired one-sided test of "variant is worse than parent", on the primary metric and on compliance.
+    """A paired one-sided test of "variant is worse than parent" (descriptive, beside the gate's verdict), on the
+    primary metric and on compliance.
 
     Per-item scores come from the samples JSONL, paired by item id; margin, alpha and power are the defaults of
     `evalkit.gate.manifest.Thresholds` (the gate's own verdict, when present, used the manifest's).

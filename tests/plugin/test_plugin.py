@@ -154,7 +154,19 @@ def test_terminal_summary_reports_every_case(gate_dir: pytest.Pytester) -> None:
         "model*task*compliance*metric*recovery*verdict*diagnosis",
         "b2*zoo_math*CAUGHT*load_error",
         "FAIL 8, CAUGHT 2 of 10 (model, task) on cpu; NOT OK",
+        "models: FAIL 4, CAUGHT 1; run alpha 0.05 over 5 models (0.01 each)",
     ])
+
+
+def test_the_report_header_says_which_tasks_ask_for_too_few_items(gate_dir: pytest.Pytester) -> None:
+    """Before any model runs: the plan of each collected flavour, so inconclusive verdicts are no surprise."""
+    result = gate_dir.runpytest(*PLUGINS, "--zoo", "ghosts.toml", "--gate-device", "cpu", "--collect-only",
+                                "--gate-limit", "32")
+    result.stdout.fnmatch_lines(["evalkit gate plan (cpu): zoo_yes_no: 32 items asked, ~* needed for a 5-point drop "
+                                 "at 90% power (disagreement 10%); the compliance floor ~*"])
+    assert not any(line.startswith("evalkit gate plan (cuda)") for line in result.outlines)
+    plenty = gate_dir.runpytest(*PLUGINS, "--zoo", "ghosts.toml", "--gate-limit", "100000", "--collect-only")
+    assert not any("evalkit gate plan" in line for line in plenty.outlines)
 
 
 def test_unrelated_suites_keep_xdists_own_distribution(gate_dir: pytest.Pytester) -> None:

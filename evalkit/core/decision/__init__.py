@@ -2,7 +2,7 @@
 
 Pure: numpy only; no model, torch, file or pytest. A team can gate results produced by any evaluator (e.g.
 lm-eval's ``--log_samples``), and the statistics can be tested in isolation. The procedure is documented for a
-statistician in docs/decision.md; in short:
+statistician in docs/gate.md ("The decision"); in short:
 
 - **One family per model.** Every statistical check of every task of a model (compliance floor, stopping,
   metric floor, recovery against the parent, trivial baseline) is one hypothesis of a weighted Holm procedure at

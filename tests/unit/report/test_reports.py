@@ -203,6 +203,7 @@ def test_html_is_self_contained_with_every_chart(run_dir, tmp_path):
     page = paths.html.read_text()
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     assert "<script" not in page and "<link" not in page and "@import" not in page
+    assert "<h2>Inconclusive</h2>" in page and "class='warn'><span title='compliance: compliance 0.875" in page
     assert not re.findall(r"(?:src|href)\s*=", page)  # nothing to fetch
     assert set(re.findall(r"https?://[^'\"\s]+", page)) == {"http://www.w3.org/2000/svg"}  # the SVG namespace
     for title in ("zoo_yes_no: accuracy", "zoo_span: f1", "zoo_span: diagnoses", "top-1 agreement with the parent",
