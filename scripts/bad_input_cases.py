@@ -90,7 +90,10 @@ class Ctx:
 
 
 def _limit_memory() -> None:
+    """In each command's process: its memory limit, and SIGINT as a terminal gives it (a sweep started in the
+    background of a shell ignores SIGINT, and its children would inherit that: Ctrl-C cases could not be tried)."""
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY, MEMORY))
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _text(data: bytes | str | None) -> str:
