@@ -24,6 +24,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 ZOO = Path(os.environ.get("EVALKIT_ZOO_DIR") or REPO / "fixtures" / "zoo")
+ZOO_CACHE = Path(os.environ.get("EVALKIT_ZOO_CACHE") or REPO / ".evalkit" / "zoo")
 DATA = Path(os.environ.get("EVALKIT_DATA_DIR") or REPO.parent / "shared" / "data")
 BOOLQ = DATA / "boolq" / "boolq_dev_sample.jsonl"
 FAST = ["--limit", "3", "--max-new-tokens", "8", "--device", "cpu", "-q"]
@@ -464,7 +465,7 @@ def _pydantic(folder: Path) -> None:
 
 
 def _zoo_cache() -> Path:
-    return Path(os.environ.get("EVALKIT_ZOO_CACHE") or REPO / ".evalkit" / "zoo")
+    return ZOO_CACHE
 
 
 if (_zoo_cache() / "base_gptq_w4g64").is_dir():

@@ -91,10 +91,15 @@ def meaningful(stderr: str) -> list[str]:
     return lines
 
 
+def tidy(line: str, ctx: catalogue.Ctx) -> str:
+    """A line as the docs show it: the checkout's and the zoo cache's paths left out (they are this machine's)."""
+    return line.replace(f"{ctx.evalkit}/", "").replace(f"{catalogue.ZOO_CACHE}/", "<zoo cache>/")
+
+
 def classify(case: catalogue.Case, ctx: catalogue.Ctx, proc: catalogue.Result, digests: dict[Path, str]) -> Outcome:
     lines = meaningful(proc.stderr)
     error_lines = [line for line in lines if re.match(r"evalkit( [\w ]+)?: error: ", line)]
-    shown = (error_lines or lines or [""])[0][:300]
+    shown = tidy((error_lines or lines or [""])[0], ctx)[:300]
 
     def out(outcome: str, problem: str = "") -> Outcome:
         return Outcome(case.id, case.group, case.what, outcome, proc.rc, round(proc.seconds, 2), shown, problem)
