@@ -154,8 +154,10 @@ def server_drift(parent: Sequence[Sequence[Position]], variant: Sequence[Sequenc
         first_divergent_layer=None, largest_drop_layer=None, threshold=math.nan,
     )
     k = "the whole vocabulary" if config.k < 0 else f"top-{config.k}"
+    cap = -math.log(config.floor)
     note = (f"drift through a server from {k} prompt logprobs (floor {config.floor:g}): KL over the union of both "
-            "models' supports plus one bucket for the rest, a lower-bound estimate unless k covers the vocabulary; "
+            "models' supports plus one bucket for the rest, a lower-bound estimate unless k covers the vocabulary "
+            f"(a token missing from the other model's top-k adds at most p*log(p/floor), {cap:.1f} nats at p=1); "
             "top-1 agreement and perplexities are exact. Layer localization is a transformers-backend feature "
             "(first_divergent_layer is None here).")
     return ServerDrift(result, config.k, config.floor, note)

@@ -77,7 +77,10 @@ class OpenAIBackend:
         gens = self.client.map(lambda i: self._one(prompts[i], config), len(prompts))
         seconds = time.perf_counter() - start
         engine = metrics.summary(before, self._metrics()) if before else {}
-        return GenerationRun(tuple(gens), seconds, {**info, **engine, "servers": str(len(self.config.base_urls))})
+        # concurrency is recorded, not keyed: a healthy model's replies do not depend on it, but the engine batches
+        # whatever is in flight, so a chaotic (broken) model's replies vary run to run unless it is 1.
+        return GenerationRun(tuple(gens), seconds, {**info, **engine, "servers": str(len(self.config.base_urls)),
+                                                    "concurrency": str(self.config.concurrency)})
 
     # -- one item ----------------------------------------------------------------------------------------------
 

@@ -104,7 +104,8 @@ class VLLMBackend:
         server = self.servers[0]
         info = self.describe()
         measured = {k: v for k, v in run.backend.items() if k.startswith("engine_") and k not in info}
-        info.update({**measured, "servers": str(len(self.servers)), **server.engine_report()})
+        info.update({**measured, "servers": str(len(self.servers)), "concurrency": run.backend["concurrency"],
+                     **server.engine_report()})
         if server.start_seconds is not None:
             info["server_start_s"] = f"{server.start_seconds:.1f}"
         return GenerationRun(run.generations, run.seconds, info)
