@@ -1,6 +1,6 @@
 """Zoo models through the transformers backend and through real vLLM CPU servers started by evalkit: agreement,
 compliance and the primary metric per task, wall times, and (with --drift) drift through the server against
-`evalkit.drift` on the same teacher tokens.
+`evalkit.run.drift` on the same teacher tokens.
 
     scripts/setup_vllm_venv.sh
     PYTHONPATH=. python scripts/compare_backends.py [--models base base_gptq_w4g64] [--limit 16] [--servers 2] [--drift]
@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from evalkit import zoo
-    from evalkit.backends.compare import compare, table
-    from evalkit.backends.vllm import VLLMConfig, unavailable
+    from evalkit.run.backends.compare import compare, table
+    from evalkit.run.backends.vllm import VLLMConfig, unavailable
 
     reason = unavailable()
     if reason:
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     names = list(dict.fromkeys([*(parents.values() if args.drift else ()), *args.models]))
     paths = zoo.build(only=names, log=lambda msg: print(msg, file=sys.stderr))
     tasks = {t: _task(t, args.limit) for t in args.tasks}
-    from evalkit.generation import GenerationConfig
+    from evalkit.run.generation import GenerationConfig
 
     gen = GenerationConfig(max_new_tokens=args.max_new_tokens)
     hf, hf_seconds = _hf(names, paths, tasks, gen)
@@ -89,14 +89,14 @@ def _digest(results) -> str:
 
 
 def _task(name: str, limit: int):
-    from evalkit.tasks import load_task
+    from evalkit.data.tasks import load_task
 
     return load_task(name, limit=limit)
 
 
 def _hf(names, paths, tasks, gen):
-    from evalkit.engine import evaluate
-    from evalkit.loading import load_model
+    from evalkit.run.engine import evaluate
+    from evalkit.models.loading import load_model
 
     results, seconds = {}, {}
     for m in names:
@@ -110,21 +110,21 @@ def _hf(names, paths, tasks, gen):
 
 def _teachers(hf, parents, paths):
     """Teacher sequences per task: the parent's own greedy replies under the transformers backend."""
-    from evalkit.backends import served_model
-    from evalkit.drift import teacher_from_result
+    from evalkit.run.backends.served import served_model
+    from evalkit.run.drift import teacher_from_generations
 
     out = {}
     for p in set(parents.values()):
         tok = served_model(paths[p]).tokenizer
-        out[p] = {t: teacher_from_result(r, tok) for t, r in hf[p].items()}
+        out[p] = {t: teacher_from_generations(tok, r.run.generations) for t, r in hf[p].items()}
     return out
 
 
 def _served(names, paths, tasks, gen, config, n_servers, teachers, k):
-    from evalkit.backends import served_model
-    from evalkit.backends.drift import TopKConfig, teacher_logprobs
-    from evalkit.backends.vllm import VLLMBackend, run_placed
-    from evalkit.engine import evaluate
+    from evalkit.run.backends.served import served_model
+    from evalkit.run.backends.openai.drift import TopKConfig, teacher_logprobs
+    from evalkit.run.backends.vllm import VLLMBackend, run_placed
+    from evalkit.run.engine import evaluate
 
     def work(m, slot_config):
         start = time.perf_counter()
@@ -144,9 +144,9 @@ def _served(names, paths, tasks, gen, config, n_servers, teachers, k):
 
 
 def _print_drift(args, hf, parents, paths, teachers, logprobs):
-    from evalkit.backends.drift import TopKConfig, server_drift
-    from evalkit.drift import drift
-    from evalkit.loading import load_model
+    from evalkit.run.backends.openai.drift import TopKConfig, server_drift
+    from evalkit.run.drift import drift
+    from evalkit.models.loading import load_model
 
     print(f"\n## drift against the parent: transformers (full softmax) vs through the server (top-{args.k} and whole "
           "vocabulary)\n")

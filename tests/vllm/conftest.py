@@ -18,7 +18,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if "vllm" not in expr or "not vllm" in expr:
         reason = "starts real vLLM servers (minutes): run with `pytest -m vllm tests/backends`"
     else:
-        from evalkit.backends.vllm import unavailable
+        from evalkit.run.backends.vllm import unavailable
 
         reason = unavailable()
     if reason:

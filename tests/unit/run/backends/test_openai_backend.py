@@ -12,14 +12,16 @@ from types import SimpleNamespace
 import pytest
 from fake_server import FakeServer
 
-from evalkit.backends import BackendError, RequestError, served_model
-from evalkit.backends.openai import OpenAIBackend, OpenAIConfig
-from evalkit.cache import Cache
-from evalkit.engine import evaluate
-from evalkit.generation import GenerationConfig, HFBackend, Prompt
-from evalkit.tasks import load_task
+from evalkit.errors import BackendError, RequestError
+from evalkit.run.backends.served import served_model
+from evalkit.run.backends.openai import OpenAIBackend, OpenAIConfig
+from evalkit.run.cache import Cache
+from evalkit.run.engine import evaluate
+from evalkit.run.backends.transformers import HFBackend
+from evalkit.run.generation import GenerationConfig, Prompt
+from evalkit.data.tasks import load_task
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 BASE = REPO / "fixtures" / "zoo" / "base"
 
 

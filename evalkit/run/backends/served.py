@@ -1,9 +1,11 @@
-"""`ServedModel`: what `evalkit.engine.evaluate` needs of a model that a server runs: its tokenizer, generation
+"""`ServedModel`: what `evalkit.run.engine.evaluate` needs of a model that a server runs: its tokenizer, generation
 config and fingerprint, without loading its weights into evalkit's process.
 
 Why: under a serving backend the weights live in the server; evalkit still renders prompts with the model's own
 tokenizer and chat template, stops on its end tokens and keys the cache by the folder's fingerprint, all of which
-come from small files. `model` is None, so nothing can fall back to the transformers engine by accident.
+come from small files. `model` is None, so nothing can fall back to the transformers engine by accident. `config`
+(config.json) and `generation_config` are what the gate's artifacts check compares with the parent's
+(`evalkit.models.artifacts.describe` reads a model's `.config` and `.generation_config`: a ServedModel has both).
 """
 
 from __future__ import annotations
@@ -13,15 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evalkit.backends.errors import BackendError
-from evalkit.fingerprint import fingerprint
+from evalkit.errors import BackendError
+from evalkit.models.fingerprint import fingerprint
 
 ADAPTER_FORMATS = ("peft-lora", "bnb-nf4")
 
 
 @dataclass(frozen=True, eq=False)
 class ServedModel:
-    """A model folder as a server sees it (the `evalkit.engine.ModelLike` fields, `model` None)."""
+    """A model folder as a server sees it (the `evalkit.run.engine.ModelLike` fields, `model` None)."""
 
     tokenizer: Any
     generation_config: Any  # transformers.GenerationConfig, or None when the folder has none
@@ -29,6 +31,7 @@ class ServedModel:
     format: str
     fingerprint: str
     notes: tuple[str, ...] = ()
+    config: Any = None  # transformers.PretrainedConfig from config.json (the architecture the artifacts check reads)
     model: Any = None
 
     @property
@@ -42,9 +45,9 @@ def served_model(path: str | os.PathLike[str]) -> ServedModel:
     >>> served_model("/nonexistent")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
         ...
-    evalkit.loading.ModelLoadError: /nonexistent: model folder does not exist...
+    evalkit.errors.ModelLoadError: /nonexistent: model folder does not exist...
     """
-    from evalkit import loading
+    from evalkit.models import loading
 
     root = loading._folder(path)
     fmt = loading.detect_format(root)
@@ -53,11 +56,12 @@ def served_model(path: str | os.PathLike[str]) -> ServedModel:
                            "into its base and save the folder, or gate it with the transformers backend)")
     tokenizer = loading._tokenizer(root)
     notes = loading._template_notes(tokenizer)
+    from transformers import AutoConfig, GenerationConfig
+
+    config = AutoConfig.from_pretrained(root, local_files_only=True, trust_remote_code=False)
     gen = None
     if (root / "generation_config.json").is_file():
-        from transformers import GenerationConfig
-
         gen = GenerationConfig.from_pretrained(root, local_files_only=True)
     if gen is None or getattr(gen, "eos_token_id", None) is None:
         notes += ("generation config has no eos_token_id: only the tokenizer's eos token ends a reply",)
-    return ServedModel(tokenizer, gen, root, fmt, fingerprint(root), notes)
+    return ServedModel(tokenizer, gen, root, fmt, fingerprint(root), notes, config)

@@ -1,4 +1,4 @@
-"""Drift from top-k logprobs (`evalkit.backends.drift`): the estimator's properties, and the requests it sends."""
+"""Drift from top-k logprobs (`evalkit.run.backends.openai.drift`): the estimator's properties, and the requests it sends."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from fake_server import FakeServer
 
-from evalkit.backends import served_model
-from evalkit.backends.drift import Position, TopKConfig, server_drift, teacher_logprobs, topk_kl
-from evalkit.backends.openai import OpenAIBackend, OpenAIConfig
-from evalkit.drift import TeacherSequence
+from evalkit.run.backends.served import served_model
+from evalkit.run.backends.openai.drift import Position, TopKConfig, server_drift, teacher_logprobs, topk_kl
+from evalkit.run.backends.openai import OpenAIBackend, OpenAIConfig
+from evalkit.run.drift import TeacherSequence
 
-BASE = Path(__file__).resolve().parents[2] / "fixtures" / "zoo" / "base"
+BASE = Path(__file__).resolve().parents[4] / "fixtures" / "zoo" / "base"
 
 
 def dist(rng: random.Random, n: int, sharp: float) -> list[tuple[int, float]]:

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evalkit import metrics
+from evalkit.core import metrics
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,6 +1,6 @@
 """Drift through a server: teacher-forced next-token distributions from `/v1/completions` prompt logprobs.
 
-The same teacher tokens as `evalkit.drift` (the parent's own greedy replies, `teacher_from_result`) are sent as the
+The same teacher tokens as `evalkit.run.drift` (the parent's own greedy replies, `teacher_from_generations`) are sent as the
 prompt of a one-token completion with vLLM's `prompt_logprobs=k`: for every position the server returns the k most
 likely next tokens with their logprobs, plus the logprob of the actual next token. Both models' answers are
 compared position by position over the response tokens:
@@ -29,8 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from evalkit.backends.errors import RequestError
-from evalkit.drift import DriftError, DriftResult, TeacherSequence, _cut
+from evalkit.errors import RequestError
+from evalkit.run.drift import DriftError, DriftResult, TeacherSequence, _cut
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +39,7 @@ class TopKConfig:
 
     k: int = 20  # top-k per position; -1: the whole vocabulary (the server's --max-logprobs must allow it)
     floor: float = 1e-8  # the least probability an imputed token (or a rest bucket) is given, so log q stays finite
-    max_tokens: int = 1024  # longer teacher sequences are cut, as in evalkit.drift.DriftConfig
+    max_tokens: int = 1024  # longer teacher sequences are cut, as in evalkit.run.drift.DriftConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +164,7 @@ def server_drift(parent: Sequence[Sequence[Position]], variant: Sequence[Sequenc
 
 
 def _quantile(ranked: Sequence[float], q: float) -> float:
-    """Linear interpolation between order statistics (torch.quantile's default, as evalkit.drift uses).
+    """Linear interpolation between order statistics (torch.quantile's default, as evalkit.run.drift uses).
 
     >>> _quantile([0.0, 1.0, 2.0, 3.0], 0.5)
     1.5
