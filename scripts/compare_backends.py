@@ -162,8 +162,8 @@ def _print_drift(args, hf, parents, paths, teachers, logprobs):
             loaded.setdefault(name, load_model(paths[name]))
         for t, seqs in teachers[p].items():
             h = drift(loaded[m], loaded[p], seqs)
-            s = server_drift(logprobs[p][p][(args.k, t)], logprobs[m][p][(args.k, t)], TopKConfig(k=args.k)).result
-            f = server_drift(logprobs[p][p][(-1, t)], logprobs[m][p][(-1, t)], TopKConfig(k=-1)).result
+            s = server_drift(logprobs[p][p][(args.k, t)], logprobs[m][p][(args.k, t)], TopKConfig(k=args.k))
+            f = server_drift(logprobs[p][p][(-1, t)], logprobs[m][p][(-1, t)], TopKConfig(k=-1))
             print(f"| {m} | {t} | {h.n_tokens} | {h.kl_mean:.3g} | {s.kl_mean:.3g} ({_ratio(s.kl_mean, h.kl_mean)}) | "
                   f"{f.kl_mean:.3g} ({_ratio(f.kl_mean, h.kl_mean)}) | {h.kl_p99:.3g} | {s.kl_p99:.3g} | "
                   f"{h.top1_agreement:.3f} / {s.top1_agreement:.3f} | {h.ppl_ratio:.4f} / {s.ppl_ratio:.4f} | "

@@ -18,6 +18,7 @@ from evalkit.data.tasks import load_task
 from evalkit.errors import CLIError
 from evalkit.gate.manifest import (DEFAULT_MANIFEST, ZOO_SCHEME, Case, GateSettings, Manifest, ModelSpec, TaskEntry,
                                    load)
+from evalkit.gate import serving
 from evalkit.gate.render import GateReport
 from evalkit.gate.runner import Gate, select_cases
 from evalkit.models.description import describe
@@ -153,7 +154,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_gate(args: argparse.Namespace) -> int:
-    m = load(Path(args.zoo) if args.zoo else DEFAULT_MANIFEST)
+    m = serving.override(load(Path(args.zoo) if args.zoo else DEFAULT_MANIFEST), backend=args.backend,
+                         vllm_python=args.vllm_python, servers=args.servers, base_urls=args.base_url)  # issue 16
     cases = select_cases(m, args.model)
     gate, report = _run_gate(m, cases, device=args.device, limit=args.limit, quiet=args.quiet)
     print(report.summary())

@@ -36,6 +36,7 @@ from evalkit.core.registry import Registry
 from evalkit.errors import GateError
 from evalkit.gate.manifest import Thresholds
 from evalkit.gate.records import CheckResult, Evidence, Failure
+from evalkit.gate.serving import engine_note
 
 if TYPE_CHECKING:  # evalkit.core.stats (numpy) loads with the first check: the pytest plugin imports this module
     from evalkit.core.stats import PairedDrop, RateTest
@@ -210,8 +211,9 @@ def _drift(ev: Evaluated, th: Thresholds) -> CheckResult:
             broken.append(label)
     layer = ("none" if d.first_divergent_layer is None else f"model.layers.{d.first_divergent_layer}")
     numbers = (f"{', '.join(parts)} over {d.n_tokens} response tokens of {d.n_sequences} parent responses; "
-               f"first diverging layer: {layer} (hidden-state cosine < {d.threshold:g}), largest drop at "
-               f"{'none' if d.largest_drop_layer is None else f'model.layers.{d.largest_drop_layer}'}")
+               + (getattr(d, "note", "") or  # issue 16: drift through a server (TopKDrift) sees no hidden states
+                  f"first diverging layer: {layer} (hidden-state cosine < {d.threshold:g}), largest drop at "
+                  f"{'none' if d.largest_drop_layer is None else f'model.layers.{d.largest_drop_layer}'}"))
     if d.missing_layers:
         numbers += f"; {d.missing_layers}"
     values = {"kl_mean": d.kl_mean, "kl_p99": d.kl_p99, "top1_agreement": d.top1_agreement,
@@ -255,8 +257,10 @@ def _finite(ev: Evaluated, th: Thresholds) -> CheckResult:
     if not _all_finite({k: v for k, v in timings.items() if isinstance(v, float)}):
         found.append(f"timings {timings}")
     if not found:
-        return CheckResult("finite", ev.model, ev.task, "pass", "weights, logits, hidden states, metrics and timings"
-                           " are finite" if ev.drift is not None else "metrics and timings are finite")
+        seen = ("server logprobs, metrics and timings" if getattr(ev.drift, "note", "") else  # issue 16: served
+                "weights, logits, hidden states, metrics and timings" if ev.drift is not None else
+                "metrics and timings")
+        return CheckResult("finite", ev.model, ev.task, "pass", f"{seen} are finite")
     values = {"nonfinite": ev.drift.nonfinite if ev.drift is not None else "",
               "nonfinite_weights": list(ev.drift.nonfinite_weights) if ev.drift is not None else []}
     return CheckResult("finite", ev.model, ev.task, "fail", "; ".join(found), diagnosis="non_finite", values=values)
@@ -325,6 +329,7 @@ def _speed(ev: Evaluated, th: Thresholds) -> CheckResult:
     slowdown = ratios[phase]
     scope = " (each model's fastest task)" if ev.speed is not None else ""
     numbers = f"{'; '.join(parts)}{scope}; alarm at {th.max_slowdown:g}x on {where}"
+    numbers += engine_note(ev.result.throughput())  # issue 16: a served model's figures are the engine's
     values = {"slowdown": slowdown, "phase": phase, **{f"{k}_slowdown": v for k, v in ratios.items()},
               "prefill_s_per_token": mine.prefill_s_per_token, "decode_s_per_row": mine.decode_s_per_row,
               "parent_prefill_s_per_token": theirs.prefill_s_per_token,

@@ -34,6 +34,7 @@ from typing import Any, Literal, TypeVar
 
 from evalkit.core.lineage import lineage, with_ancestors
 from evalkit.errors import CycleError, ManifestError
+from evalkit.gate import serving
 from evalkit.models.description import ZOO_SCHEME, ModelSpec
 
 __all__ = ["Case", "DEFAULT_MANIFEST", "GateSettings", "Manifest", "ManifestError", "ModelSpec", "TaskEntry",
@@ -105,6 +106,8 @@ class GateSettings:
     golden: int = 2  # golden greedy responses per (model, task) kept in snapshots
     drift_limit: int | None = None  # parent responses per task that drift is computed on (None: all)
     seed: int = 0  # item sampling seed for limits
+    backend: str = "transformers"  # issue 16: the engine of every model without its own (evalkit.gate.serving)
+    drift_k: int = 20  # issue 16: top-k prompt logprobs of drift through a server (-1: the whole vocabulary)
 
     def batch_size_for(self, device: str) -> int:
         """Generation batch size on `device` ("cpu" or a CUDA device)."""
@@ -119,6 +122,10 @@ class GateSettings:
             raise ValueError(f"drift_limit must be >= 1, got {self.drift_limit}")
         if self.golden < 0:
             raise ValueError(f"golden must be >= 0, got {self.golden}")
+        if self.backend not in serving.BACKEND_NAMES:
+            raise ValueError(f"backend must be one of {', '.join(serving.BACKEND_NAMES)}, got {self.backend!r}")
+        if self.drift_k < 1 and self.drift_k != -1:
+            raise ValueError(f"drift_k must be >= 1 (or -1: the whole vocabulary), got {self.drift_k}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +170,7 @@ class Manifest:
     tasks: Mapping[str, TaskEntry]
     models: Mapping[str, ModelSpec]
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    backends: serving.Backends = field(default_factory=serving.Backends)  # issue 16: [backends.vllm], [backends.openai]
 
     def cases(self) -> list[Case]:
         """Every (model, task) to check, parents first, in manifest order within each generation."""
@@ -198,8 +206,9 @@ class Manifest:
 _THRESHOLD_KEYS = {f.name: f.type for f in dataclasses.fields(Thresholds)}
 _GATE_KEYS = {f.name for f in dataclasses.fields(GateSettings)}
 _TASK_KEYS = {"source", "limit", "gpu_limit", "metric", "thresholds"}
-_MODEL_KEYS = {"path", "parent", "base", "dtype", "tasks", "expect", "diagnosis", "symptoms", "note", "thresholds"}
-_TOP_KEYS = {"gate", "thresholds", "tasks", "models"}
+_MODEL_KEYS = {"path", "parent", "base", "dtype", "tasks", "expect", "diagnosis", "symptoms", "note", "thresholds",
+               *serving.MODEL_KEYS}
+_TOP_KEYS = {"gate", "thresholds", "tasks", "models", "backends"}
 
 
 def load(path: str | os.PathLike[str]) -> Manifest:
@@ -231,7 +240,9 @@ def loads(text: str, *, root: str | os.PathLike[str] = ".", source: str = "<mani
         raise ManifestError(f"{source}: no [models.<name>] table; a manifest needs at least one model")
     models = {name: _model(name, body, root, tasks, where) for name, body in models_table.items()}
     _check_parents(models, tuple(tasks), where)
-    manifest = Manifest(source=source, gate=gate, tasks=tasks, models=models, defaults=defaults)
+    backends = serving.parse_backends(data.get("backends", {}), source, root)  # issue 16
+    serving.check(gate.backend, gate.drift_k, models, backends, source)
+    manifest = Manifest(source=source, gate=gate, tasks=tasks, models=models, defaults=defaults, backends=backends)
     for case in manifest.cases():  # every combination must build valid thresholds
         try:
             manifest.thresholds(case.model, case.task)
@@ -294,7 +305,7 @@ def _gate(body: Any, where: _Where) -> GateSettings:
     where.keys(body, _GATE_KEYS, "[gate]")
     kw: dict[str, Any] = {}
     for key, value in body.items():
-        if key in ("device", "dtype", "decoder"):
+        if key in ("device", "dtype", "decoder", "backend"):
             kw[key] = where.typed(value, str, "[gate]", key)
         elif key == "cache":
             kw[key] = Path(where.typed(value, str, "[gate]", key))
@@ -361,6 +372,7 @@ def _model(name: str, body: Any, root: Path, tasks: Mapping[str, TaskEntry], whe
                                 "(see docs/gate.md for the names)")
     kw["diagnosis"], kw["symptoms"] = diagnosis, symptoms
     kw["thresholds"] = _thresholds(body.get("thresholds", {}), where, f"[models.{name}.thresholds]")
+    kw |= serving.model_fields(body, where.source, table)  # issue 16: backend, base_urls, served_name
     return ModelSpec(**kw)
 
 

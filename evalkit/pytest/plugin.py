@@ -6,7 +6,8 @@ Everything it does is a call into the library (`evalkit.gate.manifest`, `evalkit
 
 Options: ``--zoo PATH`` (the gate manifest; default: the fixture zoo's ``fixtures/zoo.toml``), ``--gate-limit N``
 (items per task, overriding the manifest), ``--gate-device cpu|cuda|both`` (which flavours of the gate tests to
-collect; cuda ones carry the ``gpu`` marker).
+collect; cuda ones carry the ``gpu`` marker), ``--gate-backend transformers|vllm|openai`` (every model's engine,
+overriding the manifest's).
 
 Fixtures: ``gate_case`` (every (model, task) of the manifest), ``variant_case`` (those with a parent),
 ``broken_case`` (known-broken models, ``expect = "fail"``), ``gate_manifest``, ``gate_runs`` (one `evalkit.gate.runner.Gate`
@@ -30,6 +31,7 @@ from typing import Any
 import pytest
 
 from evalkit.gate import manifest as manifest_lib
+from evalkit.gate import serving
 from evalkit.gate.render import render_summary
 from evalkit.gate.runner import Gate
 from evalkit.pytest import scheduling
@@ -62,6 +64,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="items per task for every task, overriding the manifest's limits")
     group.addoption("--gate-device", choices=("cpu", "cuda", "both"), default="both",
                     help="collect the gate's CPU tests, its CUDA tests (marker gpu), or both (default)")
+    group.addoption("--gate-backend", choices=("transformers", "vllm", "openai"), default=None,  # issue 16
+                    help="gate every model with this backend (default: the manifest's); served models run without "
+                         "-n (each xdist worker would start its own servers)")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -272,7 +277,9 @@ def _manifest(config: pytest.Config) -> manifest_lib.Manifest | None:
             config.stash[_MANIFEST] = None
         else:
             try:
-                config.stash[_MANIFEST] = manifest_lib.load(path or DEFAULT_MANIFEST)
+                m = manifest_lib.load(path or DEFAULT_MANIFEST)
+                backend = config.getoption("gate_backend", None)
+                config.stash[_MANIFEST] = serving.override(m, backend=backend) if backend else m  # issue 16
             except manifest_lib.ManifestError as err:
                 raise pytest.UsageError(str(err)) from None
     return config.stash[_MANIFEST]

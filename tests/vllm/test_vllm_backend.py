@@ -110,7 +110,7 @@ def test_drift_through_the_server_agrees_with_transformers_and_flags_the_broken_
         for m in ("base_gptq_w4g64", BROKEN):
             ref = drift(loaded[m], loaded["base"], seqs)
             topk = server_drift(out["base"][1][(K, t)], out[m][1][(K, t)], TopKConfig(k=K))
-            got = topk.result
+            got = topk
             assert got.n_tokens == ref.n_tokens and got.first_divergent_layer is None and "top-20" in topk.note
             assert flagged(ref) == flagged(got) == (m == BROKEN), (m, t, ref, got)
             assert abs(got.top1_agreement - ref.top1_agreement) <= 0.02, (m, t)
@@ -120,7 +120,7 @@ def test_drift_through_the_server_agrees_with_transformers_and_flags_the_broken_
             else:  # healthy: at the bf16 noise floor on both sides (measured 1e-8 to 3e-5 nats)
                 assert max(ref.kl_mean, got.kl_mean) < 1e-3, (t, ref.kl_mean, got.kl_mean)
             if t in FULL_TASKS:  # the whole vocabulary: the transformers KL within 3% (measured within 1%)
-                full = server_drift(out["base"][1][(-1, t)], out[m][1][(-1, t)], TopKConfig(k=-1)).result
+                full = server_drift(out["base"][1][(-1, t)], out[m][1][(-1, t)], TopKConfig(k=-1))
                 assert full.kl_mean == pytest.approx(ref.kl_mean, rel=0.03, abs=1e-5), (m, t, full.kl_mean, ref.kl_mean)
 
 

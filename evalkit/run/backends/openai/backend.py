@@ -10,7 +10,8 @@ What is decided here, not by the server:
   config, the model's end tokens as `stop_token_ids`. Nothing is left to the server's defaults, which may come from
   a checkpoint's generation_config.json (lm-eval#3154 lost a repetition penalty that way).
 - The record. With the ``vllm`` dialect the server returns the generated token ids (`return_token_ids`), and the
-  raw and clean texts are decoded here exactly as the transformers backend's `HFBackend._record` decodes its own tokens (cut after the first
+  raw and clean texts are decoded here exactly as the transformers backend's `HFBackend._record` decodes its own
+  tokens (cut after the first
   end token, special tokens kept in `raw_text`), so extraction sees the same strings from either engine. The
   ``openai`` dialect (servers without token ids) rebuilds the raw text from the reply and the stop string.
 
@@ -47,7 +48,8 @@ class OpenAIBackend:
 
     @classmethod
     def for_model(cls, model: Any, config: OpenAIConfig) -> OpenAIBackend:
-        """For a LoadedModel, or a `evalkit.run.backends.served.ServedModel` (tokenizer and generation config, no weights)."""
+        """For a LoadedModel, or a `evalkit.run.backends.served.ServedModel` (tokenizer and generation config, no
+        weights)."""
         weights = getattr(model, "model", None)
         return cls(model.tokenizer, config, eos_ids=eos_token_ids(weights if weights is not None else model,
                                                                   model.tokenizer))

@@ -1,7 +1,7 @@
 """Drift through a server: teacher-forced next-token distributions from `/v1/completions` prompt logprobs.
 
-The same teacher tokens as `evalkit.run.drift` (the parent's own greedy replies, `teacher_from_generations`) are sent as the
-prompt of a one-token completion with vLLM's `prompt_logprobs=k`: for every position the server returns the k most
+The same teacher tokens as `evalkit.run.drift` (the parent's own greedy replies, `teacher_from_generations`) are
+sent as the prompt of a one-token completion with vLLM's `prompt_logprobs=k`: for every position the server returns the k most
 likely next tokens with their logprobs, plus the logprob of the actual next token. Both models' answers are
 compared position by position over the response tokens:
 
@@ -9,8 +9,8 @@ compared position by position over the response tokens:
   in one model's top-k but not in the other's gets the other model's leftover mass (1 - its top-k mass) spread
   evenly over such tokens, capped at that model's k-th probability (a token outside the top-k cannot be more
   likely); imputed probabilities (and the rest buckets) below `floor` are raised to it, while logprobs the server
-  returned are used as they are (a floor there would cap every position's KL at -log(floor), 18.4 nats for 1e-8). Merging the tail into one bucket can only lower KL (data
-  processing), so with a small k the figure is a lower-bound estimate; with k covering the vocabulary (k=-1) it is
+  returned are used as they are (a floor there would cap every position's KL at -log(floor), 18.4 nats for 1e-8).
+  Merging the tail into one bucket can only lower KL (data processing), so with a small k the figure is a lower-bound estimate; with k covering the vocabulary (k=-1) it is
   the full KL, up to the server's numerics.
 - top-1 agreement: the two most likely tokens are the same (exact for any k >= 1).
 - perplexities: from the actual next token's logprob, which the server always returns (exact for any k).
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from evalkit.errors import RequestError
@@ -50,17 +50,22 @@ class Position:
     target_logprob: float
 
 
-@dataclass(frozen=True, slots=True)
-class ServerDrift:
-    """A `DriftResult` from top-k logprobs, with the k and floor it used and what it cannot say."""
+UNMEASURED = ("embedding_cosine", "layer_cosine", "threshold", "largest_drop_layer")
+"""`DriftResult` fields that need hidden states: a server returns none, so a `TopKDrift` leaves them out."""
 
-    result: DriftResult
-    k: int
-    floor: float
-    note: str
+
+@dataclass(frozen=True, slots=True)
+class TopKDrift(DriftResult):
+    """A `DriftResult` from top-k logprobs, with the k and floor it used and what it cannot say (`note`, which the
+    gate's drift check prints). Hidden-state fields hold NaN and are left out of `to_dict` (and so out of the
+    finite check and the run folder): they were not measured, not non-finite."""
+
+    k: int = 20
+    floor: float = 1e-8
+    note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.result.to_dict(), "k": self.k, "floor": self.floor, "note": self.note}
+        return {k: v for k, v in asdict(self).items() if k not in UNMEASURED}
 
 
 def teacher_logprobs(server: Any, sequences: Sequence[TeacherSequence], config: TopKConfig = TopKConfig()
@@ -131,7 +136,7 @@ def _complete(side: Sequence[tuple[int, float]], support: Sequence[int], floor: 
 
 
 def server_drift(parent: Sequence[Sequence[Position]], variant: Sequence[Sequence[Position]],
-                 config: TopKConfig = TopKConfig()) -> ServerDrift:
+                 config: TopKConfig = TopKConfig()) -> TopKDrift:
     """Drift summary of two models' logprobs over the same teacher sequences (`teacher_logprobs` of each)."""
     if len(parent) != len(variant) or any(len(a) != len(b) for a, b in zip(parent, variant, strict=False)):
         raise DriftError("parent and variant logprobs cover different teacher sequences")
@@ -147,20 +152,16 @@ def server_drift(parent: Sequence[Sequence[Position]], variant: Sequence[Sequenc
         raise DriftError("no response positions to compare")
     ranked = sorted(kls)
     ppl_p, ppl_v = math.exp(nll_p / n), math.exp(nll_v / n)
-    result = DriftResult(
+    k = "the whole vocabulary" if config.k < 0 else f"top-{config.k}"
+    bound = "the full KL, up to the server's numerics" if config.k < 0 else f"{k} KL is a lower bound"
+    return TopKDrift(
         n_sequences=len(parent), n_tokens=n, kl_mean=sum(kls) / n, kl_median=_quantile(ranked, 0.5),
         kl_p90=_quantile(ranked, 0.9), kl_p99=_quantile(ranked, 0.99), kl_max=ranked[-1], top1_agreement=agree / n,
         ppl_parent=ppl_p, ppl_variant=ppl_v, ppl_ratio=ppl_v / ppl_p, embedding_cosine=math.nan, layer_cosine=(),
-        first_divergent_layer=None, largest_drop_layer=None, threshold=math.nan,
+        first_divergent_layer=None, largest_drop_layer=None, threshold=math.nan, k=config.k, floor=config.floor,
+        note=f"drift through the server from {k} prompt logprobs: {bound}; layer localization is a "
+             "transformers-backend feature",
     )
-    k = "the whole vocabulary" if config.k < 0 else f"top-{config.k}"
-    cap = -math.log(config.floor)
-    note = (f"drift through a server from {k} prompt logprobs (floor {config.floor:g}): KL over the union of both "
-            "models' supports plus one bucket for the rest, a lower-bound estimate unless k covers the vocabulary "
-            f"(a token missing from the other model's top-k adds at most p*log(p/floor), {cap:.1f} nats at p=1); "
-            "top-1 agreement and perplexities are exact. Layer localization is a transformers-backend feature "
-            "(first_divergent_layer is None here).")
-    return ServerDrift(result, config.k, config.floor, note)
 
 
 def _quantile(ranked: Sequence[float], q: float) -> float:

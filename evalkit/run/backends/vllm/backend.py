@@ -17,7 +17,7 @@ from typing import Any
 from evalkit.errors import BackendError
 from evalkit.run.backends.served import served_model
 from evalkit.run.backends.openai import OpenAIBackend, OpenAIConfig
-from evalkit.run.backends.vllm.server import VLLMConfig, VLLMServer, engine_versions, versions_key
+from evalkit.run.backends.vllm.server import VLLMConfig, VLLMServer, cuda_card, engine_versions, versions_key
 from evalkit.run.generation import GenerationConfig, GenerationRun, Prompt, render_prompts
 from evalkit.core.types import Item
 
@@ -96,8 +96,10 @@ class VLLMBackend:
         info = {"backend": "vllm", "engine": "vllm", "engine_version": versions_key(versions), "device": device,
                 "dtype": self.config.dtype, "max_model_len": str(self.servers[0].max_model_len),
                 "enforce_eager": "true"}
-        if device == "cpu":
-            info["platform"] = platform_key("cpu")  # vLLM's CPU kernels follow the same ISA as torch's
+        # vLLM's CPU kernels follow the same ISA as torch's; on a GPU, the card (kernels are chosen per card)
+        info["platform"] = platform_key("cpu") if device == "cpu" else cuda_card(dict(self.config.env))
+        if self.config.extra_args:  # e.g. --quantization or --kv-cache-dtype: they change the numbers
+            info["extra_args"] = " ".join(self.config.extra_args)
         return info
 
     def generate(self, prompts: Sequence[Prompt], config: GenerationConfig) -> GenerationRun:

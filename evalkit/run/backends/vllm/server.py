@@ -126,6 +126,33 @@ def engine_versions(python: str) -> dict[str, str]:
         raise ServerStartError(f"cannot read package versions with {python}: {err}") from None
 
 
+@functools.lru_cache(maxsize=16)
+def _gpu_names() -> tuple[str, ...]:
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=60, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ()
+    return tuple(line.strip() for line in out.splitlines() if line.strip())
+
+
+def cuda_card(env: Mapping[str, str]) -> str:
+    """The platform key of the GPU a server with environment `env` runs on (``cuda-<name>``, as
+    `evalkit.run.platform.platform_key` names a card): its first visible device, by nvidia-smi, without CUDA in
+    this process. "cuda-unknown" when nvidia-smi cannot say. (Not run here: no GPU with vLLM's CUDA build.)
+
+    >>> cuda_card({"CUDA_VISIBLE_DEVICES": ""})
+    'cuda-unknown'
+    """
+    visible = env.get("CUDA_VISIBLE_DEVICES", os.environ.get("CUDA_VISIBLE_DEVICES", "0")).split(",")[0].strip()
+    names = _gpu_names()
+    if not visible.isdigit() or int(visible) >= len(names):
+        return "cuda-unknown"
+    from evalkit.run.platform import _slug
+
+    return "cuda-" + _slug(names[int(visible)])
+
+
 def model_max_len(path: str | os.PathLike[str]) -> int:
     """The model's trained context (config.json's max_position_embeddings): the default --max-model-len."""
     config = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))

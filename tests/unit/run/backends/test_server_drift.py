@@ -12,7 +12,7 @@ from fake_server import FakeServer
 from evalkit.run.backends.served import served_model
 from evalkit.run.backends.openai.drift import Position, TopKConfig, server_drift, teacher_logprobs, topk_kl
 from evalkit.run.backends.openai import OpenAIBackend, OpenAIConfig
-from evalkit.run.drift import TeacherSequence
+from evalkit.run.drift import DriftResult, TeacherSequence
 
 BASE = Path(__file__).resolve().parents[4] / "fixtures" / "zoo" / "base"
 
@@ -52,13 +52,20 @@ def test_identical_top_k_lists_have_zero_kl_and_disjoint_ones_a_large_one():
 def test_server_drift_summarizes_positions_and_states_its_limits():
     a = Position(((1, math.log(0.9)), (2, math.log(0.1))), math.log(0.9))
     b = Position(((2, math.log(0.6)), (1, math.log(0.4))), math.log(0.4))
-    out = server_drift([[a, a]], [[a, b]], TopKConfig(k=2))
-    r = out.result
+    r = server_drift([[a, a]], [[a, b]], TopKConfig(k=2))
+    assert isinstance(r, DriftResult)  # what the gate's drift check reads, whichever backend produced it
     assert (r.n_sequences, r.n_tokens, r.top1_agreement) == (1, 2, 0.5)
     assert r.kl_max == pytest.approx(0.9 * math.log(0.9 / 0.4) + 0.1 * math.log(0.1 / 0.6))
     assert r.ppl_ratio == pytest.approx(math.exp(-(math.log(0.9) + math.log(0.4)) / 2) / (1 / 0.9))
     assert r.first_divergent_layer is None and r.layer_cosine == ()
-    assert "top-2" in out.note and "transformers-backend feature" in out.note and "lower-bound" in out.note
+    assert r.note == ("drift through the server from top-2 prompt logprobs: top-2 KL is a lower bound; layer "
+                      "localization is a transformers-backend feature")
+    # what was not measured (hidden states) is left out, not reported as NaN
+    assert set(r.to_dict()) >= {"kl_mean", "top1_agreement", "k", "floor", "note"}
+    assert not {"embedding_cosine", "threshold", "layer_cosine"} & set(r.to_dict())
+    assert all(math.isfinite(v) for v in r.to_dict().values() if isinstance(v, float))
+    full = server_drift([[a, a]], [[a, b]], TopKConfig(k=-1))
+    assert "the whole vocabulary" in full.note and "the full KL" in full.note
 
 
 def test_teacher_logprobs_asks_for_prompt_logprobs_of_the_response_positions():
