@@ -153,10 +153,22 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 2 if errors else 0
 
 
+def _require_engines(m: Manifest, cases: Sequence[Case]) -> None:
+    """A gate that needs vLLM servers and has no vLLM interpreter is a setup error (one line, exit 2), not one
+    backend_error per model (issue 16)."""
+    if any(serving.backend_of(m, name) == "vllm" for name in m.with_ancestors([c.model for c in cases])):
+        from evalkit.run.backends.vllm import VLLMConfig, unavailable
+
+        reason = unavailable(VLLMConfig(python=m.backends.vllm.python))
+        if reason:
+            raise CLIError(f"backend vllm: {reason} (or gate with --backend transformers)")
+
+
 def cmd_gate(args: argparse.Namespace) -> int:
     m = serving.override(load(Path(args.zoo) if args.zoo else DEFAULT_MANIFEST), backend=args.backend,
                          vllm_python=args.vllm_python, servers=args.servers, base_urls=args.base_url)  # issue 16
     cases = select_cases(m, args.model)
+    _require_engines(m, cases)
     gate, report = _run_gate(m, cases, device=args.device, limit=args.limit, quiet=args.quiet)
     print(report.summary())
     if args.out != "":

@@ -65,7 +65,7 @@ class Serving:
         self.views: dict[str, Any] = {}  # model -> ServedModel, or Failure when it cannot be described
         self.teachers: dict[tuple[str, str], Teacher | Failure] = {}
         self.placement: dict[str, Placement] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # view() holds it while _describe() charges its time
 
     def serves(self, model: str) -> bool:
         return serving.backend_of(self.manifest, model) in serving.SERVED

@@ -1,4 +1,4 @@
-"""The vLLM tests run only when asked for: `pytest -m vllm tests/backends` (after scripts/setup_vllm_venv.sh).
+"""The vLLM tests run only when asked for: `pytest -m vllm tests/vllm` (after scripts/setup_vllm_venv.sh).
 
 Why opt-in even when the venv exists: they start real servers (about 20 s each on 2 cores, 3 GB of RAM each) and
 take minutes, and the ordinary `make test` must not grow by that; `.ci/run` selects them in a step of their own.
@@ -16,7 +16,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return
     expr = config.getoption("markexpr") or ""
     if "vllm" not in expr or "not vllm" in expr:
-        reason = "starts real vLLM servers (minutes): run with `pytest -m vllm tests/backends`"
+        reason = "starts real vLLM servers (minutes): run with `pytest -m vllm tests/vllm`"
     else:
         from evalkit.run.backends.vllm import unavailable
 

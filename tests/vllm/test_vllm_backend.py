@@ -2,7 +2,7 @@
 `evaluate`, compared with the transformers backend on the same items; drift through the server against
 `evalkit.run.drift`; two servers at once; replicas; an engine that refuses a checkpoint.
 
-Opt-in (tests/backends/conftest.py): `scripts/setup_vllm_venv.sh && pytest -m vllm tests/backends`. At most two
+Opt-in (tests/vllm/conftest.py): `scripts/setup_vllm_venv.sh && pytest -m vllm tests/vllm`. At most two
 servers run at once; every server is stopped by its `with` block. About 3-4 minutes on 2 CPU cores.
 """
 
