@@ -282,7 +282,10 @@ class Serving:
         cost = _start_cost(backend)
         self.placement[model] = Placement(model, slot, urls, began, time.monotonic(), cost if cost > 0 else None)
         where = f"slot {slot}" if slot is not None else "its servers"
-        self.gate.log(f"served {model} on {where} ({', '.join(urls) or 'no server started: every task cached'})")
+        failed = self.gate._model_errors.get(model)
+        what = (f"failed: {failed.diagnosis}" if failed is not None else
+                ", ".join(urls) or "no server started: every task cached")
+        self.gate.log(f"served {model} on {where} ({what})")
 
     def _time(self, key: str, seconds: float) -> None:
         with self._lock:
