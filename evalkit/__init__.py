@@ -13,20 +13,27 @@ layer (docs/ARCHITECTURE.md): `evalkit.core`, `evalkit.data`, `evalkit.models`, 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from evalkit.core.types import FAMILIES, Family, Item
-from evalkit.core.versions import EVALKIT_VERSION as __version__
+if TYPE_CHECKING:  # for type checkers; at run time every name resolves on first use (`__getattr__`)
+    from evalkit.core.types import FAMILIES, Family, Item
+    from evalkit.core.versions import EVALKIT_VERSION as __version__
 
+# name -> (module, attribute). Nothing is imported by `import evalkit` itself: the pytest plugin is loaded in every
+# run of every project where evalkit is installed, and must cost that run nothing it did not ask for.
 _LAZY = {
-    "load_task": "evalkit.data.tasks",
-    "GenerationConfig": "evalkit.run.generation",
-    "evaluate": "evalkit.run.engine",
-    "Cache": "evalkit.run.cache",
-    "load_model": "evalkit.models.loading",
-    "quantize": "evalkit.models.quantization",
-    "run_gate": "evalkit.gate.runner",
-    "score": "evalkit.core.scoring",
+    "FAMILIES": ("evalkit.core.types", "FAMILIES"),
+    "Family": ("evalkit.core.types", "Family"),
+    "Item": ("evalkit.core.types", "Item"),
+    "__version__": ("evalkit.core.versions", "EVALKIT_VERSION"),
+    "load_task": ("evalkit.data.tasks", "load_task"),
+    "GenerationConfig": ("evalkit.run.generation", "GenerationConfig"),
+    "evaluate": ("evalkit.run.engine", "evaluate"),
+    "Cache": ("evalkit.run.cache", "Cache"),
+    "load_model": ("evalkit.models.loading", "load_model"),
+    "quantize": ("evalkit.models.quantization", "quantize"),
+    "run_gate": ("evalkit.gate.runner", "run_gate"),
+    "score": ("evalkit.core.scoring", "score"),
 }
 
 __all__ = ["Cache", "FAMILIES", "Family", "GenerationConfig", "Item", "__version__", "evaluate", "load_model",
@@ -35,9 +42,9 @@ __all__ = ["Cache", "FAMILIES", "Family", "GenerationConfig", "Item", "__version
 
 def __getattr__(name: str) -> Any:
     """Resolve the public names on first use, so `import evalkit` stays cheap and free of torch."""
-    module = _LAZY.get(name)
-    if module is None:
+    if name not in _LAZY:
         raise AttributeError(f"module 'evalkit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    module, attribute = _LAZY[name]
+    value = getattr(importlib.import_module(module), attribute)
     globals()[name] = value
     return value

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import sys
 import tempfile
 import time
@@ -14,13 +15,15 @@ from pathlib import Path
 
 from evalkit import zoo
 from evalkit.core.lineage import with_ancestors
-from evalkit.data.tasks import load_task
+from evalkit.data.tasks import Task, load_task
 from evalkit.errors import CLIError
 from evalkit.gate.manifest import (DEFAULT_MANIFEST, ZOO_SCHEME, Case, GateSettings, Manifest, ModelSpec, TaskEntry,
                                    load)
 from evalkit.gate import serving
 from evalkit.gate.render import GateReport
 from evalkit.gate.runner import Gate, select_cases
+from evalkit.models.calibration import ChatExamples, load_chat_examples
+from evalkit.models.capture import captured
 from evalkit.models.description import describe
 from evalkit.models.loading import detect_format, load_model
 from evalkit.models.recipes import RECIPES
@@ -108,15 +111,21 @@ def _check_tasks(tasks: Sequence[str], args: argparse.Namespace) -> None:
         load_task(t, args.data, limit=args.limit, seed=args.seed)
 
 
-def _run_gate(manifest: Manifest, cases: Sequence[Case], *, device: str | None, limit: int | None, quiet: bool
-              ) -> tuple[Gate, GateReport]:
-    """Evaluate every case through `evalkit.gate.runner.Gate` with a progress bar; returns (gate, report)."""
+def _run_gate(manifest: Manifest, cases: Sequence[Case], *, device: str | None, limit: int | None, quiet: bool,
+              verbose: bool = False) -> tuple[Gate, GateReport]:
+    """Evaluate every case through `evalkit.gate.runner.Gate` with one progress bar; returns (gate, report).
+
+    Unless `verbose`, the libraries' own output (their bars, warnings, log records) is captured with evalkit's steps
+    into the gate's log (`_keep_log` writes it to run.log), so the terminal shows one bar and the table."""
     from tqdm import tqdm
 
     bar = tqdm(total=len({(c.model, c.task) for c in cases}), unit="eval", desc="evaluating", file=sys.stderr,
                disable=True if quiet else not sys.stderr.isatty(), dynamic_ncols=True)
+    sink = None if verbose else io.StringIO()
 
     def log(message: str) -> None:  # not a terminal (CI logs): one line per step instead of a bar
+        if sink is not None:
+            sink.write(f"evalkit: {message}\n")
         if bar.disable and not quiet:
             print(message, file=sys.stderr, flush=True)
 
@@ -124,12 +133,21 @@ def _run_gate(manifest: Manifest, cases: Sequence[Case], *, device: str | None, 
         bar.update(1)
         bar.set_postfix_str(f"{model} on {task}", refresh=True)
 
-    gate = Gate(manifest, device=device, limit=limit, log=log, progress=progress, helper=True)
+    gate = Gate(manifest, device=device, limit=limit, log=log, progress=progress, helper=True, third_party=sink)
     try:
         report = gate.report(cases)
     finally:
         bar.close()
     return gate, report
+
+
+def _keep_log(out: Path, gate: Gate) -> Path | None:
+    """run.log in the run folder: evalkit's steps and the libraries' own output, which the terminal did not show."""
+    if not isinstance(gate.third_party, io.StringIO):
+        return None
+    file = out / "run.log"
+    file.write_text(gate.third_party.getvalue(), encoding="utf-8")
+    return file
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -142,8 +160,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     out = Path(args.out or f"runs/eval-{time.strftime('%Y%m%d-%H%M%S')}")
     manifest = _manifest(refs, paths, tasks, args, "evalkit eval (command line)")
     started = time.perf_counter()
-    gate, report = _run_gate(manifest, manifest.cases(), device=None, limit=args.limit, quiet=args.quiet)
+    gate, report = _run_gate(manifest, manifest.cases(), device=None, limit=args.limit, quiet=args.quiet,
+                             verbose=args.verbose)
     errors = write_run(out, gate, report, described, name=args.name, argv=args.argv)
+    _keep_log(out, gate)
     if not args.quiet:
         print(report.summary())
     print(f"wrote {out}/ ({len(report.verdicts)} model x task results in {time.perf_counter() - started:.1f}s); "
@@ -169,7 +189,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
                          vllm_python=args.vllm_python, servers=args.servers, base_urls=args.base_url)  # issue 16
     cases = select_cases(m, args.model)
     _require_engines(m, cases)
-    gate, report = _run_gate(m, cases, device=args.device, limit=args.limit, quiet=args.quiet)
+    gate, report = _run_gate(m, cases, device=args.device, limit=args.limit, quiet=args.quiet, verbose=args.verbose)
     print(report.summary())
     if args.out != "":
         out = Path(args.out or "runs/gate")
@@ -178,6 +198,7 @@ def cmd_gate(args: argparse.Namespace) -> int:
             spec = m.models[name]
             described[name] = describe(spec, zoo.variant_path(spec.zoo_name) if spec.zoo_name else spec.path)
         errors = write_run(out, gate, report, described, name=args.name or "gate", argv=args.argv)
+        _keep_log(out, gate)
         for e in errors:
             print(f"evalkit gate: {e}", file=sys.stderr)
         if args.report:
@@ -189,10 +210,12 @@ def cmd_gate(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    paths = write_reports(args.run_dir, args.out)
+    paths = write_reports(args.run_dir, args.out, combine=args.combine)
     if args.markdown:
         print(paths.markdown.read_text(encoding="utf-8"))
     print(f"wrote {paths.csv}\nwrote {paths.markdown}\nwrote {paths.html}")
+    if paths.lm_eval:
+        print(f"wrote {len(paths.lm_eval)} lm-evaluation-harness results file(s) under {paths.lm_eval[0].parents[1]}/")
     return 0
 
 
@@ -205,10 +228,11 @@ def cmd_debug(args: argparse.Namespace) -> int:
     task = load_task(tasks[0], args.data, limit=args.n, seed=args.seed)
     ref = parse_models([args.model], with_zoo_parents=False)[-1]
     path = _resolve_paths([ref], _logger(True))[ref.name]
-    loaded = load_model(path, device=_device(args.device), dtype=args.dtype)
     config = GenerationConfig(max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
                               enable_thinking=args.thinking, decoder=args.decoder)
-    result = evaluate(loaded, task, config, cache=Cache(args.cache) if args.cache else None)
+    with captured(None if args.verbose else io.StringIO()):  # the libraries' own output: --verbose shows it
+        loaded = load_model(path, device=_device(args.device), dtype=args.dtype)
+        result = evaluate(loaded, task, config, cache=Cache(args.cache) if args.cache else None)
     stops = eos_token_ids(loaded.model, loaded.tokenizer)
     stop_tokens = tuple(loaded.tokenizer.convert_ids_to_tokens(list(stops)))
     specials = tuple(getattr(loaded.tokenizer, "all_special_tokens", ()) or ())
@@ -238,8 +262,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         paths = _resolve_paths(refs, _logger(True))
         described = {r.name: describe(r, paths[r.name]) for r in refs}
         manifest = _manifest(refs, paths, tasks, eval_args, "evalkit compare (command line)")
-        gate, report = _run_gate(manifest, manifest.cases(), device=None, limit=args.limit, quiet=True)
+        gate, report = _run_gate(manifest, manifest.cases(), device=None, limit=args.limit, quiet=True,
+                                 verbose=args.verbose)
         errors = write_run(out, gate, report, described, name="compare", argv=args.argv)
+        _keep_log(out, gate)
         if errors:
             raise CLIError("; ".join(errors))
         run = load_run(out)
@@ -258,14 +284,40 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         return 0
     if not args.model or not args.recipe or not args.out:
         raise CLIError("quantize needs MODEL, --recipe and --out (evalkit quantize --list shows the recipes)")
+    calibration = _calibration(args)
     ref = parse_models([args.model], with_zoo_parents=False)[-1]
     path = _resolve_paths([ref], _logger(args.quiet))[ref.name]
     started = time.perf_counter()
-    out = quantize(path, args.recipe, args.out, n_calibration=args.n_calibration, seed=args.seed,
-                   device=_device(args.device))
-    print(f"wrote {out} ({args.recipe}, {args.n_calibration} calibration items, "
+    sink = None if args.verbose else io.StringIO()
+    with captured(sink):  # llmcompressor's log and bars: in quantize.log beside the model, or shown with --verbose
+        out = quantize(path, args.recipe, args.out, calibration=calibration, n_calibration=args.n_calibration,
+                       seed=args.seed, device=_device(args.device))
+    if sink is not None:
+        (out / "quantize.log").write_text(sink.getvalue(), encoding="utf-8")
+    print(f"wrote {out} ({args.recipe}, calibrated on {_calibrated_on(calibration, args.n_calibration)}, "
           f"{time.perf_counter() - started:.1f}s); provenance in {out / 'provenance.json'}")
     return 0
+
+
+def _calibrated_on(calibration: Task | ChatExamples | None, n: int) -> str:
+    if isinstance(calibration, ChatExamples):
+        return f"{len(calibration.conversations)} chat examples of {calibration.source}"
+    if isinstance(calibration, Task):
+        return f"{len(calibration.items)} {calibration.name} rows of {calibration.source}"
+    return f"{n} zoo training items"
+
+
+def _calibration(args: argparse.Namespace) -> Task | ChatExamples | None:
+    """The calibration set quantize was given: a task's rows, chat examples, or None (the zoo's training items)."""
+    if args.chat and args.task:
+        raise CLIError("calibrate on --task rows or on --chat examples, not both")
+    if args.chat:
+        return load_chat_examples(args.chat, args.n_calibration, seed=args.seed)
+    if args.task:
+        return load_task(args.task, args.data, limit=args.n_calibration, seed=args.seed)
+    if args.data:
+        raise CLIError("--data says where --task's rows come from; pass --task too (or --chat for conversations)")
+    return None
 
 
 def cmd_zoo_build(args: argparse.Namespace) -> int:

@@ -7,13 +7,13 @@ import argparse
 
 from evalkit.cli.commands import (cmd_compare, cmd_debug, cmd_eval, cmd_gate, cmd_quantize, cmd_report,
                                   cmd_zoo_build, cmd_zoo_list)
+from evalkit.core import paths
 from evalkit.core.versions import EVALKIT_VERSION as __version__
 from evalkit.data.tasks import TASKS
 from evalkit.gate.manifest import DEFAULT_MANIFEST
+from evalkit.zoo import default_cache_dir, default_zoo_dir
 
 __all__ = ["build_parser"]
-
-REPO = DEFAULT_MANIFEST.parents[1]
 
 
 def _positive(value: str) -> int:
@@ -49,8 +49,9 @@ def _add_generation(p: argparse.ArgumentParser, *, batch: int = 32) -> None:
 
 def _add_tasks(p: argparse.ArgumentParser, *, required: bool) -> None:
     g = p.add_argument_group("tasks")
-    g.add_argument("--task", "-t", action="append", default=[], required=required, metavar="TASK",
-                   help=f"task name, repeatable or comma-separated: {_task_names()}")
+    g.add_argument("--task", "--tasks", "-t", action="append", default=[], required=required, metavar="TASK",
+                   dest="task", help=f"task name, repeatable or comma-separated (--tasks, lm-eval's spelling, "
+                                     f"is the same): {_task_names()}")
     g.add_argument("--limit", type=_positive, default=None, metavar="N",
                    help="items per task, a seeded stable subset (zoo tasks default to 64)")
     g.add_argument("--data", default=None, metavar="SOURCE",
@@ -100,6 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR", help="the --out folder of evalkit eval or evalkit gate")
     p.add_argument("--out", "-o", default=None, metavar="DIR", help="where to write the reports (default RUN_DIR)")
     p.add_argument("--markdown", action="store_true", help="also print the Markdown report")
+    p.add_argument("--combine", action="store_true",
+                   help="RUN_DIR holds several runs: report them together (a model name in several runs is "
+                        "told apart as RUN/MODEL); without it such a folder is refused")
     p.set_defaults(handler=cmd_report)
 
     p = sub.add_parser("debug", help="show each response with its extraction, diagnosis and score",
@@ -135,9 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run every check (compliance, floors, paired recovery, drift, trivial baseline, "
                                    "speed) over the models of a gate manifest and print the verdicts. Exit status 0 "
                                    "when healthy models pass and known-broken ones are caught, else 1.",
-                       epilog="example: evalkit gate --zoo docs/examples/seed_models.toml --device cuda")
+                       epilog=f"example: evalkit gate --zoo {paths.doc('examples/seed_models.toml')} --device cuda")
     p.add_argument("--zoo", default=None, metavar="MANIFEST",
-                   help=f"gate manifest (TOML; docs/gate.md); default {DEFAULT_MANIFEST.relative_to(REPO)}")
+                   help=f"gate manifest (TOML; format: {paths.doc('gate.md')}); default: the fixture zoo's, "
+                        f"{DEFAULT_MANIFEST}")
     p.add_argument("--device", default=None, help="override the manifest's device (cpu, cuda, auto)")
     p.add_argument("--limit", type=_positive, default=None, metavar="N", help="items per task, overriding the manifest")
     p.add_argument("--model", action="append", default=[], metavar="NAME", help="only this model (repeatable)")
@@ -160,15 +165,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_gate)
 
     p = sub.add_parser("quantize", help="quantize a model with a named recipe",
-                       description="Quantize a model folder with a named llmcompressor recipe, calibrated on the "
+                       description="Quantize a model folder with a named llmcompressor recipe, calibrated on your "
+                                   "task rows (--task with --data), your chat examples (--chat), or by default the "
                                    "zoo's chat-templated training items; writes a compressed-tensors folder with "
-                                   "provenance.json.",
+                                   "provenance.json (which records the calibration set).",
                        epilog="examples: evalkit quantize --list\n"
-                              "          evalkit quantize models/qwen --recipe gptq-w4g64 --out models/qwen-gptq")
+                              "          evalkit quantize models/qwen --recipe gptq-w4g64 --out models/qwen-gptq\n"
+                              "          evalkit quantize models/qwen -r gptq-w4g64 -o out --task gsm8k --data "
+                              "data/gsm8k_train.jsonl\n"
+                              "          evalkit quantize models/qwen -r awq-w4g128 -o out --chat support_chats.jsonl")
     p.add_argument("model", nargs="?", metavar="MODEL", help="the unquantized model (folder or zoo:NAME)")
     p.add_argument("--recipe", "-r", default=None, help="recipe name (see --list)")
     p.add_argument("--out", "-o", default=None, metavar="DIR", help="output folder (replaced when done)")
     p.add_argument("--n-calibration", type=_positive, default=64, metavar="N", help="calibration items (default 64)")
+    g = p.add_argument_group("calibration data (default: the zoo's training items)")
+    g.add_argument("--task", "--tasks", dest="task", default=None, metavar="TASK",
+                   help=f"calibrate on this task's rows, rendered as evaluation renders them: {_task_names()}")
+    g.add_argument("--data", default=None, metavar="SOURCE",
+                   help="where --task's rows come from: a .jsonl/.json/.parquet file, a data folder or 'hf'")
+    g.add_argument("--chat", default=None, metavar="JSONL",
+                   help="calibrate on chat examples: one {\"messages\": [{role, content}, ...]} per line, "
+                        "rendered through the model's own chat template")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or auto")
     p.add_argument("--list", action="store_true", help="list the recipes and exit")
@@ -176,16 +193,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_quantize)
 
     p = sub.add_parser("zoo", help="the fixture zoo: build its variants, list its models",
-                       description="The fixture zoo: trained tiny Qwen3 parents (fixtures/zoo) and the quantized and "
+                       description="The fixture zoo: trained tiny Qwen3 parents (shipped with evalkit) and the quantized and "
                                    "known-broken variants built from them into a cache.")
     zsub = p.add_subparsers(dest="zoo_command", metavar="ZOO_COMMAND", required=True)
     for name, handler, help_text in (("build", cmd_zoo_build, "build the quantized and known-broken variants"),
                                      ("list", cmd_zoo_list, "list the zoo's models and whether they are built")):
         zp = zsub.add_parser(name, help=help_text, description=help_text.capitalize() + ".")
-        zp.add_argument("--zoo-dir", default=None, metavar="DIR", help="committed parents (default fixtures/zoo or "
-                                                                       "$EVALKIT_ZOO_DIR)")
-        zp.add_argument("--cache-dir", default=None, metavar="DIR", help="built variants (default .evalkit/zoo or "
-                                                                         "$EVALKIT_ZOO_CACHE)")
+        zp.add_argument("--zoo-dir", default=None, metavar="DIR",
+                        help=f"committed parents (default $EVALKIT_ZOO_DIR, else {default_zoo_dir()})")
+        zp.add_argument("--cache-dir", default=None, metavar="DIR",
+                        help=f"built variants (default $EVALKIT_ZOO_CACHE, else {default_cache_dir()})")
         if name == "build":
             zp.add_argument("--only", nargs="+", default=None, metavar="NAME", help="only these models (and what "
                                                                                    "they are built from)")

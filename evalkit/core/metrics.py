@@ -29,7 +29,7 @@ from evalkit.core.scoring import ItemScore, answer_subsets
 from evalkit.core.types import FAMILIES, Family, check_family
 
 __all__ = ["METRICS", "Metric", "MetricSpec", "PRIMARY_METRIC", "PerItem", "aggregate", "diagnosis_counts",
-           "paired_metrics"]
+           "mean_stderr", "paired_metrics"]
 
 
 class PerItem(Protocol):
@@ -68,6 +68,7 @@ class Metric:
     n_scored: int  # items whose score came from an answer (avg_abs_diff: items with numbers on both sides)
     extraction_rate: float | None  # share of items with an extracted answer; None when n == 0
     reason: str = ""  # why the value is undefined
+    stderr: float | None = None  # standard error of the mean (`mean_stderr`); None when undefined or n < 2
 
     def __post_init__(self) -> None:
         if self.value is not None and not math.isfinite(self.value):
@@ -127,8 +128,23 @@ def mean(scores: Sequence[ItemScore], spec: MetricSpec, prefix: str = "") -> Met
     elif answered == 0:
         counts = ", ".join(f"{d}: {c}" for d, c in diagnosis_counts(scores).items())
         reason = f"no answer extracted from any of the {n} responses ({counts})"
-    value = None if reason else min(1.0, math.fsum(spec.item(s) for s in scores) / n)
-    return Metric(prefix + spec.name, value, n, answered, rate, reason)
+    items = [spec.item(s) for s in scores]
+    value = None if reason else min(1.0, math.fsum(items) / n)
+    return Metric(prefix + spec.name, value, n, answered, rate, reason, None if reason else mean_stderr(items))
+
+
+def mean_stderr(values: Sequence[float]) -> float | None:
+    """The standard error of a mean: the sample standard deviation (n - 1) over sqrt(n), as lm-evaluation-harness
+    reports ``<metric>_stderr`` for a mean; None below two values.
+
+    >>> mean_stderr([1.0, 0.0, 1.0, 1.0]), mean_stderr([1.0]), mean_stderr([0.5, 0.5])
+    (0.25, None, 0.0)
+    """
+    n = len(values)
+    if n < 2:
+        return None
+    mu = math.fsum(values) / n
+    return math.sqrt(math.fsum((v - mu) ** 2 for v in values) / (n - 1) / n)
 
 
 def avg_abs_diff(scores: Sequence[ItemScore], spec: MetricSpec) -> Metric:
@@ -141,7 +157,8 @@ def avg_abs_diff(scores: Sequence[ItemScore], spec: MetricSpec) -> Metric:
         return Metric("avg_abs_diff", None, n, 0, rate, why)
     k = len(diffs)
     # Dividing first: the mean of finite values stays finite, where their sum could overflow to inf.
-    return Metric("avg_abs_diff", math.fsum(d / k for d in diffs), n, k, rate)
+    spread = mean_stderr(diffs) if all(abs(d) < 1e150 for d in diffs) else None  # squares past 1e300 overflow
+    return Metric("avg_abs_diff", math.fsum(d / k for d in diffs), n, k, rate, stderr=spread)
 
 
 METRICS: Registry[MetricSpec] = Registry("metric")

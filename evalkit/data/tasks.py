@@ -24,7 +24,7 @@ from evalkit.core import normalize
 from evalkit.core.baselines import trivial_baseline
 from evalkit.core.registry import Registry
 from evalkit.core.types import CHOICE_LABELS, Family, Item
-from evalkit.data import synthetic
+from evalkit.data import sampling, synthetic
 from evalkit.errors import TaskError
 
 DATA_DIR_ENV = "EVALKIT_DATA_DIR"
@@ -258,24 +258,37 @@ def load_task(name: str, source: str | os.PathLike[str] | None = None, *, limit:
         raise TaskError(f"{name}: limit must be >= 1, got {limit}")
     if spec.parse is None:
         return _zoo_task(spec, limit, seed, split or "test")
+    large = _large_source(spec, source, split) if limit is not None else None
+    if large is not None and limit is not None:  # hub-scale: only the rows the limit picks are read and parsed
+        picked = sampling.pick(large, lambda row, i: _parse(spec, row, i, large.where), limit, seed=seed)
+        items = [item for _, item in picked]
+        where = f"{large.where} (sampled by row index: {len(items)} of {large.n_rows} rows, seed {seed})"
+        return Task(name, spec.family, _unique(name, items, large.where, [i for i, _ in picked]), where)
     rows, where = _read_source(spec, source, split)
-    items = []
-    for i, row in enumerate(rows):
-        try:
-            item = spec.parse(row, name, i)
-        except (TaskError, ValueError) as err:  # Item's own checks raise ValueError
-            raise TaskError(f"{where}: {err}") from None
-        if item is not None:
-            items.append(item)
+    items = [item for i, row in enumerate(rows) if (item := _parse(spec, row, i, where)) is not None]
+    return Task(name, spec.family, sample(_unique(name, items, where), limit, seed), where)
+
+
+def _parse(spec: TaskSpec, row: Any, index: int, where: str) -> Item | None:
+    assert spec.parse is not None
+    try:
+        return spec.parse(row, spec.name, index)
+    except (TaskError, ValueError) as err:  # Item's own checks raise ValueError
+        raise TaskError(f"{where}: {err}") from None
+
+
+def _unique(name: str, items: Sequence[Item], where: str, rows: Sequence[int] | None = None) -> tuple[Item, ...]:
+    """`items`, refused when empty or when two share an id (naming their rows)."""
     if not items:
         raise TaskError(f"{name}: {where} holds no rows")
     seen: dict[str, int] = {}
     for i, item in enumerate(items):
+        row = rows[i] if rows is not None else i
         if item.id in seen:
-            raise TaskError(f"{name}: {where}: rows {seen[item.id]} and {i} share the id {item.id!r}; "
+            raise TaskError(f"{name}: {where}: rows {seen[item.id]} and {row} share the id {item.id!r}; "
                             "ids must be unique")
-        seen[item.id] = i
-    return Task(name, spec.family, sample(items, limit, seed), where)
+        seen[item.id] = row
+    return tuple(items)
 
 
 def sample(items: Sequence[Item], limit: int | None, seed: int = 0) -> tuple[Item, ...]:
@@ -306,11 +319,36 @@ def _zoo_task(spec: TaskSpec, limit: int | None, seed: int, split: str) -> Task:
 
 
 def _read_source(spec: TaskSpec, source: str | os.PathLike[str] | None, split: str | None) -> tuple[list[Any], str]:
+    where = _locate(spec, source)
+    if isinstance(where, str):
+        dataset, name = _hf_dataset(spec, where, split)
+        return [dict(r) for r in dataset], name
+    return list(_read_file(where, spec.name)), str(where)
+
+
+def _large_source(spec: TaskSpec, source: str | os.PathLike[str] | None, split: str | None
+                  ) -> sampling.RowSource | None:
+    """The source as rows by index when it holds more than `evalkit.data.sampling.LARGE_SOURCE` rows (a file under
+    a megabyte cannot, and is not opened twice)."""
+    where = _locate(spec, source)
+    if isinstance(where, str):
+        dataset, name = _hf_dataset(spec, where, split)
+        big = sampling.hf_rows(dataset, name)
+    elif where.suffix.lower() in (".parquet", ".jsonl") and where.stat().st_size >= 1 << 20:
+        reader = sampling.parquet_rows if where.suffix.lower() == ".parquet" else sampling.jsonl_rows
+        big = reader(where, spec.name)
+    else:
+        return None
+    return big if big.n_rows > sampling.LARGE_SOURCE else None
+
+
+def _locate(spec: TaskSpec, source: str | os.PathLike[str] | None) -> Path | str:
+    """The file a task reads, or ``"hf"`` / ``"hf:<name>"`` for a Hugging Face dataset."""
     if source is None:
         folder = data_dir()
         source = folder if folder is not None else "hf"
     if isinstance(source, str) and (source == "hf" or source.startswith("hf:")):
-        return _read_hf(spec, source.removeprefix("hf").removeprefix(":") or None, split)
+        return source
     path = Path(source)
     if path.is_dir():
         candidate = path / spec.local
@@ -320,7 +358,7 @@ def _read_source(spec: TaskSpec, source: str | os.PathLike[str] | None, split: s
     if not path.is_file():
         raise TaskError(f"{spec.name}: no such file {path}; pass a .jsonl, .json or .parquet file in the official "
                         "schema")
-    return list(_read_file(path, spec.name)), str(path)
+    return path
 
 
 def _read_file(path: Path, task: str) -> Iterator[Any]:
@@ -365,7 +403,9 @@ def _flatten_squad(articles: list[Any], task: str, path: Path) -> Iterator[dict[
             raise TaskError(f"{task}: {path}: article {a} does not follow SQuAD's data/paragraphs/qas layout ({err!r})")
 
 
-def _read_hf(spec: TaskSpec, name: str | None, split: str | None) -> tuple[list[Any], str]:
+def _hf_dataset(spec: TaskSpec, source: str, split: str | None) -> tuple[Any, str]:
+    """The (memory-mapped) `datasets.Dataset` of ``"hf"`` / ``"hf:<name>"`` and its ``hf:name/config:split``."""
+    name = source.removeprefix("hf").removeprefix(":") or None
     if spec.hf is None:
         raise TaskError(f"{spec.name}: no Hugging Face dataset is known for this task; pass a local file")
     default_name, config, default_split = spec.hf
@@ -382,4 +422,4 @@ def _read_hf(spec: TaskSpec, name: str | None, split: str | None) -> tuple[list[
         raise TaskError(f"{spec.name}: could not load {where} ({type(err).__name__}: {err}). evalkit is offline by "
                         f"default: pass a local .jsonl/.parquet file, set {DATA_DIR_ENV} to a data folder, or allow "
                         "downloads with HF_DATASETS_OFFLINE=0") from err
-    return [dict(r) for r in rows], where
+    return rows, where

@@ -14,8 +14,9 @@ any machine. So it does not store one machine's rounding. Per (model, task) it k
   checked and a note names the platform key to record.
 
 `compare` lists the differences beyond tolerance (and the platform notes); `merge` is what ``--snapshot-update``
-writes: other flavours and platforms are kept byte for byte, a part that still matches is kept as stored (new fields
-are added beside it), and only a part that differs beyond tolerance is replaced. docs/snapshots.md is the guide.
+writes: other flavours and platforms are kept byte for byte, field groups that still match keep their stored values
+(new fields are added beside them), and only a group that differs beyond tolerance is replaced. docs/snapshots.md is
+the guide.
 
 >>> stored = {"cpu": {"n": 48, "compliance": 1.0, "verdict": {"recovery": "pass"}}}
 >>> compare({"cpu": {"n": 48, "compliance": 0.979167, "verdict": {"recovery": "pass"}}}, stored).problems
@@ -263,31 +264,46 @@ def merge(stored: Mapping[str, Any] | None, received: Mapping[str, Any], *, comp
           ) -> dict[str, Any]:
     """What ``--snapshot-update`` writes: `stored` with the parts of `received` merged in.
 
-    Parts `received` does not hold (other flavours, other platforms) are kept as stored. A received part that
-    matches its stored part keeps the stored values, with fields new to the summary added; one that differs beyond
-    tolerance (or lost a field) replaces it.
+    Parts `received` does not hold (other flavours, other platforms) are kept as stored. Within a received part,
+    each field group (a top-level field: the verdicts, the diagnosis counts, the metrics, the drift figures, one
+    golden reply) that still matches keeps its stored values, with fields new to it added; a group that differs
+    beyond tolerance is replaced whole; groups the summary no longer has are dropped. So an update shows a reviewer
+    exactly the groups that changed, and a group's numbers always come from one recording.
 
-    >>> stored = {"cpu": {"n": 4, "compliance": 1.0}, "cuda": {"n": 4}}
-    >>> merge(stored, {"cpu": {"n": 4, "compliance": 1.0, "model": {"fingerprint": "ab"}}})
-    {'cpu': {'compliance': 1.0, 'model': {'fingerprint': 'ab'}, 'n': 4}, 'cuda': {'n': 4}}
-    >>> merge(stored, {"cpu": {"n": 4, "compliance": 0.5}})["cpu"]
-    {'n': 4, 'compliance': 0.5}
+    >>> stored = {"cpu": {"n": 4, "compliance": 1.0, "verdict": {"recovery": "pass"}}, "cuda": {"n": 4}}
+    >>> merge(stored, {"cpu": {"n": 4, "compliance": 1.0, "verdict": {"recovery": "pass"}, "model": {"fp": "ab"}}})
+    {'cpu': {'compliance': 1.0, 'model': {'fp': 'ab'}, 'n': 4, 'verdict': {'recovery': 'pass'}}, 'cuda': {'n': 4}}
+    >>> merge(stored, {"cpu": {"n": 4, "compliance": 0.75, "verdict": {"recovery": "inconclusive"}}})["cpu"]
+    {'compliance': 1.0, 'n': 4, 'verdict': {'recovery': 'inconclusive'}}
     """
     compare_part = compare_part or compare_summary_part
     parts = _parts(stored or {})
     for key, part in _parts(received).items():
         old = parts.get(key)
-        if old is None:
-            parts[key] = part
-            continue
-        problems = compare_part(part, old)
-        if not problems:
-            continue
-        if all(": new in the received summary" in p for p in problems):
-            parts[key] = _with_new_fields(old, part)
-        else:
-            parts[key] = part
+        parts[key] = part if old is None else _merge_part(old, part, compare_part)
     return _assemble(parts)
+
+
+def _merge_part(old: Any, new: Any, compare_part: PartCompare) -> Any:
+    """One part: stored field groups that still match, received ones that do not (see `merge`)."""
+    if not compare_part(new, old):
+        return old
+    if not (isinstance(old, Mapping) and isinstance(new, Mapping)):
+        return new
+    context = {"n": old["n"]} if "n" in old else {}  # rates are judged on the recorded item count
+    out = {}
+    for field, value in new.items():
+        if field not in old:
+            out[field] = value
+            continue
+        problems = compare_part({**context, field: value}, {**context, field: old[field]})
+        if not problems:
+            out[field] = old[field]
+        elif all(": new in the received summary" in p for p in problems):
+            out[field] = _with_new_fields(old[field], value)
+        else:
+            out[field] = value
+    return dict(sorted(out.items()))
 
 
 def _with_new_fields(old: Any, new: Any) -> Any:

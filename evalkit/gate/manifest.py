@@ -19,7 +19,7 @@ validated on load, and a wrong key or value is one error naming the file, the ta
 >>> m.models["variant"].path.as_posix(), m.thresholds("variant", "zoo_yes_no").min_compliance
 ('/models/v', 0.9)
 
-The format is documented in docs/gate.md.
+The format is documented in docs/gate.md (installed: `evalkit.core.paths.doc`).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from pathlib import Path
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
+from evalkit.core import paths
 from evalkit.core.lineage import lineage, with_ancestors
 from evalkit.errors import CycleError, ManifestError
 from evalkit.gate import serving
@@ -40,8 +41,8 @@ from evalkit.models.description import ZOO_SCHEME, ModelSpec
 __all__ = ["Case", "DEFAULT_MANIFEST", "GateSettings", "Manifest", "ManifestError", "ModelSpec", "TaskEntry",
            "Thresholds", "load", "loads", "ZOO_SCHEME"]
 
-DEFAULT_MANIFEST = Path(__file__).resolve().parents[2] / "fixtures" / "zoo.toml"
-"""The fixture zoo's gate manifest: the default of `evalkit gate` and of the pytest plugin's --zoo."""
+DEFAULT_MANIFEST = paths.data_dir() / "zoo.toml"
+"""The fixture zoo's gate manifest, from a checkout or from the installed package: the default of `evalkit gate`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +217,7 @@ def load(path: str | os.PathLike[str]) -> Manifest:
     file = Path(path)
     if not file.is_file():
         raise ManifestError(f"{file}: manifest file not found; pass --zoo with the path of a TOML manifest "
-                            f"(see docs/gate.md)")
+                            f"(format: {paths.doc('gate.md')})")
     return loads(file.read_text(encoding="utf-8"), root=file.parent, source=str(file))
 
 
@@ -369,7 +370,7 @@ def _model(name: str, body: Any, root: Path, tasks: Mapping[str, TaskEntry], whe
                                 "expect = \"fail\"")
     if expect == "fail" and not diagnosis:
         raise where.fail(table, "expect = \"fail\" needs the expected diagnosis, e.g. diagnosis = \"empty\" "
-                                "(see docs/gate.md for the names)")
+                                f"(the names: {paths.doc('gate.md')})")
     kw["diagnosis"], kw["symptoms"] = diagnosis, symptoms
     kw["thresholds"] = _thresholds(body.get("thresholds", {}), where, f"[models.{name}.thresholds]")
     kw |= serving.model_fields(body, where.source, table)  # issue 16: backend, base_urls, served_name

@@ -13,7 +13,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TextIO
 
 from evalkit.core.metrics import PRIMARY_METRIC
 from evalkit.data.tasks import Task, load_task
@@ -26,6 +26,7 @@ from evalkit.gate.served import Serving
 from evalkit.models.artifacts import Difference
 from evalkit.gate.render import GateReport
 from evalkit.gate.summary import golden, summarize
+from evalkit.models.capture import captured
 from evalkit.models.loading import LoadedModel, load_model
 from evalkit.run.cache import Cache
 from evalkit.run.device import resolve_device
@@ -53,13 +54,17 @@ class Gate:
     for drift), so memory stays bounded on a zoo of any size.
 
     log: one line per step, for people. progress: called with (model, task) as each (model, task) is evaluated
-    (or fails to be), for a progress bar; parents outside the reported cases count too.
+    (or fails to be), for a progress bar; parents outside the reported cases count too. third_party: where the
+    libraries' own output goes while they load, build, generate and measure drift (their progress bars, warnings,
+    log records: `evalkit.models.capture`); None leaves it on the terminal (``--verbose``, and pytest, which
+    captures it per test).
     """
 
     def __init__(self, manifest: Manifest, *, device: str | None = None, limit: int | None = None,
                  log: Callable[[str], None] | None = None, progress: Callable[[str, str], None] | None = None,
-                 max_loaded: int = 3, helper: bool = False) -> None:
+                 max_loaded: int = 3, helper: bool = False, third_party: TextIO | None = None) -> None:
         self.manifest = manifest
+        self.third_party = third_party
         self.device = resolve_device(device or manifest.gate.device)
         self.limit = limit
         self.log = log or (lambda _msg: None)
@@ -313,8 +318,9 @@ class Gate:
         try:
             try:
                 path = self._path(model)
-                loaded = load_model(path, device=self.device, dtype=spec.dtype or self.manifest.gate.dtype,
-                                    base=spec.base)
+                with captured(self.third_party):
+                    loaded = load_model(path, device=self.device, dtype=spec.dtype or self.manifest.gate.dtype,
+                                        base=spec.base)
             except ModelLoadError as err:
                 self._model_errors[model] = Failure("load_error", str(err))
                 return None
@@ -336,7 +342,8 @@ class Gate:
             return Path(spec.path)
         from evalkit.zoo.build import build
 
-        return build(only=[name], log=self.log)[name]
+        with captured(self.third_party):
+            return build(only=[name], log=self.log)[name]
 
     def _evaluate(self, model: str, loaded: LoadedModel, task: str) -> TaskResult | Failure:
         t = self._task(task)
@@ -346,7 +353,8 @@ class Gate:
             self._cache = Cache(self.manifest.gate.cache)
         started = time.perf_counter()
         try:
-            result = evaluate(loaded, t, self._config(), cache=self._cache)
+            with captured(self.third_party):
+                result = evaluate(loaded, t, self._config(), cache=self._cache)
         except Exception as err:  # noqa: BLE001
             return Failure("evaluation_error", f"{type(err).__name__}: {err}", where=_where(err))
         finally:
@@ -367,7 +375,8 @@ class Gate:
         try:
             seqs = teacher_from_generations(parent.tokenizer, theirs.run.generations[: self.manifest.gate.drift_limit],
                                             plain=theirs.prompt_mode == "plain")
-            return drift(loaded, parent, seqs)
+            with captured(self.third_party):
+                return drift(loaded, parent, seqs)
         except DriftError as err:
             return Failure("drift_error", str(err))
         except Exception as err:  # noqa: BLE001

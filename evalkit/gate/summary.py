@@ -35,6 +35,8 @@ def summarize(ev: Evidence, v: Verdict) -> dict[str, Any]:
         out["error"] = ev.error.diagnosis if ev.error is not None else "evaluation_error"
         return out
     r = ev.result
+    if r.notes:  # what the engine could not do as asked, for the table; snapshots keep what `summary_document` names
+        out["notes"] = list(r.notes)
     out |= {
         "n": len(r.records),
         "compliance": r.compliance,

@@ -28,7 +28,9 @@ from typing import Any
 from evalkit.core import prompts
 from evalkit.core.types import FAMILIES, Item
 from evalkit.core.versions import EVALKIT_VERSION, library_versions
+from evalkit.data.tasks import Task
 from evalkit.errors import QuantizationError
+from evalkit.models.calibration import ChatExamples
 from evalkit.models.recipes import RECIPES, Recipe
 
 __all__ = ["QuantizationError", "atomic_folder", "calibration_items", "calibration_texts", "deterministic",
@@ -95,11 +97,13 @@ def _answer(item: Item) -> str:
 
 
 def quantize(model_path: str | os.PathLike[str], recipe: str, out_dir: str | os.PathLike[str], *,
-             calibration: Sequence[Item] | None = None, n_calibration: int = 64, seed: int = 0,
+             calibration: Sequence[Item] | Task | ChatExamples | None = None, n_calibration: int = 64, seed: int = 0,
              device: str = "cpu", max_seq_length: int = 512) -> Path:
     """Quantize the model folder `model_path` with a named recipe into `out_dir` (a compressed-tensors folder).
 
-    calibration: the items to calibrate on (default: `n_calibration` zoo training items, `calibration_items`).
+    calibration: what to calibrate on (`evalkit.models.calibration`): items or a task's rows (rendered as evaluation
+    renders them, with their answers), chat examples (through the model's chat template), or by default
+    `n_calibration` zoo training items (`calibration_items`); provenance.json records which.
     A LoRA adapter folder is merged into its base first. `out_dir` is replaced atomically when done.
 
     >>> quantize("unused", "gptq-w3", "unused")  # doctest: +ELLIPSIS
@@ -111,14 +115,25 @@ def quantize(model_path: str | os.PathLike[str], recipe: str, out_dir: str | os.
     _require_llmcompressor()
     from evalkit.models.loading import load_model
 
-    items = list(calibration) if calibration is not None else calibration_items(n_calibration, seed=seed)
-    if not items:
+    chats, task, items = None, None, []
+    if isinstance(calibration, ChatExamples):
+        chats = calibration
+    elif isinstance(calibration, Task):
+        task, items = calibration, list(calibration.items)
+    else:
+        items = list(calibration) if calibration is not None else calibration_items(n_calibration, seed=seed)
+    if not items and chats is None:
         raise QuantizationError("empty calibration set; pass calibration items or n_calibration > 0")
     loaded = load_model(model_path, device=device)
     if loaded.format not in ("plain", "peft-lora"):
         raise QuantizationError(f"{model_path} is a {loaded.format!r} model; quantize its unquantized parent instead.")
     model = loaded.model.merge_and_unload() if loaded.format == "peft-lora" else loaded.model
-    texts = calibration_texts(items, loaded.tokenizer)
+    texts = chats.texts(loaded.tokenizer) if chats is not None else calibration_texts(items, loaded.tokenizer)
+    records = chats.records if chats is not None else tuple((item.task, item.id) for item in items)
+    kind = "chat examples" if chats is not None else "task rows" if task is not None or calibration is not None \
+        else "zoo training items"
+    source = chats.source if chats is not None else task.source if task is not None else \
+        "synthetic:train" if calibration is None else "items"
 
     with deterministic(seed), _cpu_pin_memory_guard(device), quiet_loguru():
         from llmcompressor import oneshot
@@ -129,7 +144,7 @@ def quantize(model_path: str | os.PathLike[str], recipe: str, out_dir: str | os.
                 num_calibration_samples=len(texts), shuffle_calibration_samples=False, batch_size=spec.batch_size,
                 data_collator=_RightPad(pad if pad is not None else loaded.tokenizer.eos_token_id),
                 use_loss_mask=spec.batch_size > 1, max_seq_length=max_seq_length)
-    return _save(model, loaded, Path(out_dir), spec, _Run(items, texts, seed, device, max_seq_length))
+    return _save(model, loaded, Path(out_dir), spec, _Run(records, texts, seed, device, max_seq_length, kind, source))
 
 
 def _calibration_dataset(texts: Sequence[str], tokenizer: Any, max_seq_length: int) -> Any:
@@ -146,13 +161,16 @@ def _calibration_dataset(texts: Sequence[str], tokenizer: Any, max_seq_length: i
 
 @dataclass(frozen=True, slots=True)
 class _Run:
-    """How one quantization ran: its calibration items and their texts, seed, device and row length."""
+    """How one quantization ran: its calibration records ((task, id) per text) and texts, seed, device, row length,
+    and what the calibration set was (`kind`: zoo training items, task rows or chat examples; `source`: where)."""
 
-    items: Sequence[Item]
+    records: Sequence[tuple[str, str]]
     texts: Sequence[str]
     seed: int
     device: str
     max_seq_length: int
+    kind: str = "zoo training items"
+    source: str = "synthetic:train"
 
 
 def _save(model: Any, loaded: Any, out: Path, spec: Recipe, run: _Run) -> Path:
@@ -185,21 +203,25 @@ def _copy_tokenizer(loaded: Any, folder: Path) -> None:
 
 def _write_provenance(folder: Path, loaded: Any, spec: Recipe, run: _Run) -> None:
     """provenance.json (how it was made; not part of the fingerprint) and calibration.jsonl (the exact texts)."""
-    items, texts, seed, device, max_seq_length = run.items, run.texts, run.seed, run.device, run.max_seq_length
+    records, texts, seed, device, max_seq_length = run.records, run.texts, run.seed, run.device, run.max_seq_length
     calibration: dict[str, Any] | None = None
     if spec.calibrated:
         with open(folder / "calibration.jsonl", "w", encoding="utf-8") as fh:
-            for item, text in zip(items, texts, strict=True):
-                fh.write(json.dumps({"task": item.task, "id": item.id, "text": text}, ensure_ascii=False) + "\n")
+            for (task, ident), text in zip(records, texts, strict=True):
+                fh.write(json.dumps({"task": task, "id": ident, "text": text}, ensure_ascii=False) + "\n")
+        chat = run.kind == "chat examples"
         calibration = {
-            "n": len(items),
+            "n": len(records),
             "seed": seed,
-            "tasks": sorted({item.task for item in items}),
+            "kind": run.kind,
+            "source": run.source,
+            "tasks": sorted({task for task, _ in records}),
             "sha256": hashlib.sha256("\0".join(texts).encode()).hexdigest(),
             "file": "calibration.jsonl",
             "max_seq_length": max_seq_length,
             "batch_size": spec.batch_size,
-            "format": "chat template (prompt + reference answer)" if loaded.has_chat_template else "plain prompt",
+            "format": "chat template (the examples' own turns)" if chat else
+                      "chat template (prompt + reference answer)" if loaded.has_chat_template else "plain prompt",
         }
     record = {
         "evalkit_recipe": spec.name,

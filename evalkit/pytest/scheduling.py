@@ -5,11 +5,22 @@ from __future__ import annotations
 
 from evalkit.gate.manifest import Case, Manifest
 
-__all__ = ["DEVICES", "case_id", "worker_device", "xdist_groups"]
+__all__ = ["DEVICES", "case_id", "flavours", "worker_device", "xdist_groups"]
 
 
 DEVICES = ("cpu", "cuda")
 """The flavours of the gate's tests: the same checks on CPU, and on CUDA under the ``gpu`` marker."""
+
+
+def flavours(device: str, option: str | None = None) -> tuple[str, ...]:
+    """The flavours to collect: ``--gate-device`` when given (``both``: cpu and cuda), else the manifest's device (a
+    CPU manifest gets no CUDA items to skip; ``auto`` gets both, the CUDA ones skipping where there is no GPU).
+
+    >>> flavours("cpu"), flavours("cuda:1"), flavours("auto"), flavours("cpu", "both")
+    (('cpu',), ('cuda',), ('cpu', 'cuda'), ('cpu', 'cuda'))
+    """
+    wanted = option or ("cpu" if device == "cpu" else "cuda" if device.startswith("cuda") else "both")
+    return DEVICES if wanted == "both" else (wanted,)
 
 
 def case_id(device: str, case: Case) -> str:

@@ -31,12 +31,14 @@ import json
 import re
 import warnings
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any, ClassVar
 
 from syrupy.data import Snapshot, SnapshotCollection
 from syrupy.extensions.amber import AmberSnapshotExtension
 from syrupy.utils import exclusive_file_lock, snapshot_file_lock_enabled
 
+from evalkit.core import paths
 from evalkit.gate import expectations
 
 __all__ = ["CheckedSnapshotExtension", "GoldenResponsesExtension", "MetricSummaryExtension",
@@ -90,7 +92,7 @@ class CheckedSnapshotExtension(AmberSnapshotExtension):
 
     def diff_lines(self, serialized_data: Any, snapshot_data: Any) -> Iterator[str]:
         if not snapshot_data:  # syrupy has said "Snapshot ... does not exist!"
-            yield "record it with --snapshot-update, then review the diff (docs/snapshots.md)"
+            yield f"record it with --snapshot-update, then review the diff ({paths.doc('snapshots.md')})"
             return
         problems = self.problems(serialized_data, snapshot_data)
         if problems:
@@ -148,10 +150,36 @@ class GoldenResponsesExtension(CheckedSnapshotExtension):
 
 
 @functools.cache
-def for_session(extension: type[CheckedSnapshotExtension], update: bool) -> type[CheckedSnapshotExtension]:
+def for_session(extension: type[CheckedSnapshotExtension], update: bool, folder: str | None = None,
+                anchor: str | None = None) -> type[CheckedSnapshotExtension]:
     """`extension` as a pytest session with (or without) --snapshot-update uses it (one class per mode, so syrupy
-    discovers each snapshot file once)."""
-    return type(extension.__name__, (extension,), {"update": update, "__module__": extension.__module__})
+    discovers each snapshot file once).
+
+    folder, anchor: the ini key ``gate_snapshots``: the snapshots of the tests collected at the manifest `anchor` go
+    into `folder` instead of syrupy's ``__snapshots__`` beside it (the file keeps the manifest's stem)."""
+    body: dict[str, Any] = {"update": update, "__module__": extension.__module__}
+    if folder is None or anchor is None:
+        return type(extension.__name__, (extension,), body)
+    into, manifest = Path(folder), Path(anchor)
+
+    class Located(extension):  # type: ignore[valid-type,misc]  # a class made at run time, from the argument
+        @classmethod
+        def dirname(cls, *, test_location: Any) -> str:
+            if Path(test_location.filepath) == manifest:
+                return str(into)
+            return str(super().dirname(test_location=test_location))
+
+        @classmethod
+        def matches_test_location(cls, *, test_location: Any, snapshot_location: str) -> bool:
+            if Path(test_location.filepath) == manifest:
+                return Path(snapshot_location) == into / f"{test_location.basename}.{cls.file_extension}"
+            return bool(super().matches_test_location(test_location=test_location,
+                                                      snapshot_location=snapshot_location))
+
+    Located.update = update
+    Located.__name__ = Located.__qualname__ = extension.__name__
+    Located.__module__ = extension.__module__
+    return Located
 
 
 def _json(data: Any) -> str:

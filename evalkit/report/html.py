@@ -43,7 +43,8 @@ def html(run: Run, table: Sequence[Row] | None = None) -> str:
     table = rows(run) if table is None else table
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>evalkit report: {escape(run.name)}"
              f"</title><style>{CSS}</style></head><body>", _header(run, table), _method_section(table),
-             _charts(run, table), _results_table(table), _drift_table(table), _failures(table), _unevaluated(run),
+             _charts(run, table), _results_table(table), _notes(table), _drift_table(table), _failures(table),
+             _unevaluated(run),
              _footer(run),
              "</body></html>"]
     return "\n".join(parts)
@@ -64,6 +65,17 @@ def _header(run: Run, table: Sequence[Row]) -> str:
                         f"<b>{v}</b>{k}</div>" for k, v in cards)
     return (f"<h1>evalkit report: {escape(run.name)}</h1><div class='muted'>{created} · device {escape(devices)} · "
             f"tasks {escape(', '.join(run.tasks))}</div><div class='cards'>{card_html}</div>")
+
+
+def _notes(table: Sequence[Row]) -> str:
+    """What the engine could not do as asked, per (model, task) (`evalkit.report.tables.notes_of`)."""
+    noted = [r for r in table if r.notes]
+    if not noted:
+        return ""
+    items = "".join(f"<li><code>{escape(r.model.name)}</code> on {escape(r.task)}: "
+                    f"{escape('; '.join(r.notes))}</li>" for r in noted)
+    return ("<h2>Notes</h2><div class='muted'>What could not be done as asked: the numbers above rest on it.</div>"
+            f"<ul class='warn'>{items}</ul>")
 
 
 def _method_section(table: Sequence[Row]) -> str:

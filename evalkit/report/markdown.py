@@ -38,6 +38,10 @@ def markdown(run: Run, table: Sequence[Row] | None = None) -> str:
             f"{100 * r.compliance:.0f}%", _baseline_cell(r), _diag_cell(r.diagnoses),
             fmt_seconds(r.seconds_per_sample) if r.seconds_per_sample else "—", _vs_parent(r), _status_cell(r),
         ]) + " |")
+    noted = [r for r in table if r.notes]
+    if noted:  # what the engine could not do as asked: the numbers above rest on it
+        lines += ["", "## Notes", "", "What could not be done as asked, per model and task:", ""]
+        lines += [f"- `{r.model.name}` on {r.task}: {'; '.join(r.notes)}" for r in noted]
     drift_rows = [r for r in table if r.drift]
     if drift_rows:
         lines += ["", "## Drift against the parent", "",

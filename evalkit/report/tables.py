@@ -26,14 +26,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from evalkit.core.extract import DIAGNOSIS_ORDER
-from evalkit.core.metrics import METRICS
+from evalkit.core.metrics import METRICS, mean_stderr
 from evalkit.gate.manifest import Thresholds
 from evalkit.gate.records import OUTCOMES
 from evalkit.models.description import METHOD_LABELS, ModelSpec
 from evalkit.report.rundir import Entry, Run
 
 __all__ = ["COMPLIANT", "CSV_COLUMNS", "MethodRow", "Row", "answer_format", "compare_entries", "csv_text",
-           "method_rows", "outcome_tally", "rows", "unevaluated", "verdict_error"]
+           "method_rows", "notes_of", "outcome_tally", "rows", "unevaluated", "verdict_error"]
 
 COMPLIANT = Thresholds().min_compliance
 """Compliance at or above this reads as "proper \\boxed{}": the gate's default floor, from its one home."""
@@ -78,6 +78,14 @@ class Row:
     comparison: Mapping[str, Any] | None = None  # paired test against the parent (see compare_entries)
     verdict: Mapping[str, Any] | None = None  # the gate's verdict, when the run was gated
     failure_examples: Mapping[str, Sequence[Mapping[str, Any]]] = field(default_factory=dict)
+    stderrs: Mapping[str, float | None] = field(default_factory=dict)  # standard error of each metric's mean
+    notes: tuple[str, ...] = ()  # what the engine could not do as asked (prompt overflow, plain prompts, ...)
+    loader_notes: tuple[str, ...] = ()  # how the checkpoint was loaded (weights int4 group 64, LoRA unmerged, ...)
+
+    @property
+    def stderr(self) -> float | None:
+        """Standard error of the primary metric."""
+        return self.stderrs.get(self.metric)
 
     @property
     def status(self) -> str:
@@ -146,8 +154,22 @@ def rows(run: Run) -> list[Row]:
             comparison=compare_entries(e, parent) if parent is not None else None,
             verdict=run.verdicts.get((e.model, e.task)),
             failure_examples=r.get("failure_examples") or {},
+            stderrs={k: v.get("stderr") for k, v in (r.get("metrics") or {}).items()},
+            notes=notes_of(r),
+            loader_notes=tuple(str(n) for n in (r.get("model") or {}).get("notes") or ()),
         ))
     return out
+
+
+def notes_of(result: Mapping[str, Any]) -> tuple[str, ...]:
+    """A results document's notes: what the engine could not do as asked (prompts longer than the model's context,
+    plain prompts for a model without a chat template, ...). The loader's notes describe the checkpoint (weights
+    int4 group 64, LoRA unmerged, ...) and stay in ``model.notes`` (the CSV's loader_notes).
+
+    >>> notes_of({"model": {"notes": ["weights bfloat16"]}, "notes": ["3 of 8 prompts ... exceed ..."]})
+    ('3 of 8 prompts ... exceed ...',)
+    """
+    return tuple(dict.fromkeys(str(n) for n in result.get("notes") or ()))
 
 
 def compare_entries(variant: Entry, parent: Entry) -> dict[str, Any]:
@@ -169,9 +191,10 @@ def compare_entries(variant: Entry, parent: Entry) -> dict[str, Any]:
         return out
     score = _item_score(str(out["metric"]))
     for key, get in (("metric_test", score), ("compliance_test", lambda s: float(s["diagnosis"] == "ok"))):
-        test = paired_drop([get(theirs[i]) for i in ids], [get(mine[i]) for i in ids], margin=th.tolerated_drop,
-                           options=options)
+        before, after = [get(theirs[i]) for i in ids], [get(mine[i]) for i in ids]
+        test = paired_drop(before, after, margin=th.tolerated_drop, options=options)
         out[key] = {"parent": test.parent_mean, "variant": test.variant_mean, "drop": test.drop,
+                    "drop_stderr": mean_stderr([b - a for b, a in zip(before, after, strict=True)]),
                     "recovery": test.recovery, "p_value": test.p_value, "worse": test.worse, "better": test.better,
                     "significant": test.significant, "failed": test.failed, "mdd": test.mdd,
                     "method": test.method, "describe": test.describe()}
@@ -200,10 +223,15 @@ def _item_score(metric: str) -> Callable[[Mapping[str, Any]], float]:
 # --------------------------------------------------------------------------------------------------- CSV
 
 CSV_COLUMNS = ("model", "task", "family", "method", "weight_bits", "parent", "n", "primary_metric", "value",
-               "value_reason", *METRICS.names(), "compliance", "trivial_baseline",
-               "matches_baseline", *(f"diag_{d}" for d in DIAGNOSIS_ORDER), "seconds_per_sample",
-               "tokens_per_second", "device", "recovery", "drop", "p_value", "kl_mean", "top1_agreement",
-               "ppl_ratio", "first_divergent_layer", "status", "diagnosis")
+               "value_stderr", "value_reason", *METRICS.names(), *(f"{m}_stderr" for m in METRICS.names()),
+               "compliance", "trivial_baseline", "matches_baseline", *(f"diag_{d}" for d in DIAGNOSIS_ORDER),
+               "seconds_per_sample", "tokens_per_second", "device", "paired_n", "parent_value", "recovery", "drop",
+               "drop_stderr", "p_value", "worse", "better", "mdd", "significant", "kl_mean", "top1_agreement",
+               "ppl_ratio", "first_divergent_layer", "status", "diagnosis", "notes", "loader_notes")
+"""metrics_summary.csv's columns. Standard errors are of the mean over the n items (sample SD / sqrt(n));
+``paired_n`` .. ``significant`` are the gate's paired one-sided test of the variant against its parent on the items
+both answered (``drop`` = parent - variant, its standard error over the paired differences, the items the variant
+got worse and better, the minimum detectable drop at the default power)."""
 
 
 def csv_text(table: Sequence[Row]) -> str:
@@ -214,17 +242,25 @@ def csv_text(table: Sequence[Row]) -> str:
     for r in table:
         test = (r.comparison or {}).get("metric_test") or {}
         d = r.drift or {}
+        paired = test and (r.comparison or {}).get("n")
         w.writerow([
             r.model.name, r.task, r.family, r.model.method, r.model.bits_label, r.model.parent or "", r.n, r.metric,
-            _num(r.value), r.reason, *(_num(r.metrics.get(k)) for k in METRICS.names()),
+            _num(r.value), _num(r.stderr), r.reason, *(_num(r.metrics.get(k)) for k in METRICS.names()),
+            *(_num(r.stderrs.get(k)) for k in METRICS.names()),
             _num(r.compliance), _num(r.baseline), "" if r.baseline_matches is None else str(r.baseline_matches).lower(),
             *(r.diagnoses.get(k, 0) for k in DIAGNOSIS_ORDER), _num(r.seconds_per_sample), _num(r.tokens_per_second),
-            r.device, _num(test.get("recovery")), _num(test.get("drop")), _num(test.get("p_value")),
+            r.device, paired or "", _num(test.get("parent")), _num(test.get("recovery")), _num(test.get("drop")),
+            _num(test.get("drop_stderr")), _num(test.get("p_value")), _num(test.get("worse")),
+            _num(test.get("better")), _num(test.get("mdd")), _bool(test.get("significant")),
             _num(d.get("kl_mean")), _num(d.get("top1_agreement")), _num(d.get("ppl_ratio")),
             "" if d.get("first_divergent_layer") is None else d["first_divergent_layer"], r.status,
-            ";".join(r.status_diagnoses),
+            ";".join(r.status_diagnoses), " | ".join(r.notes), " | ".join(r.loader_notes),
         ])
     return buf.getvalue()
+
+
+def _bool(x: Any) -> str:
+    return "" if x is None else str(bool(x)).lower()
 
 
 def _num(x: Any) -> str:

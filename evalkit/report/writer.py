@@ -13,9 +13,11 @@ from pathlib import Path
 from evalkit.gate.render import GateReport
 from evalkit.gate.runner import Gate
 from evalkit.models.description import ModelSpec
+from evalkit.report import lm_eval
 from evalkit.report.html import html
 from evalkit.report.markdown import markdown
-from evalkit.report.rundir import RunWriter, load_run
+from evalkit.report.combine import load_for_report
+from evalkit.report.rundir import RunWriter
 from evalkit.report.tables import csv_text, rows
 
 __all__ = ["ReportPaths", "write_reports", "write_run"]
@@ -62,12 +64,14 @@ class ReportPaths:
     csv: Path
     markdown: Path
     html: Path
+    lm_eval: tuple[Path, ...] = ()  # one lm-evaluation-harness results file per model (`evalkit.report.lm_eval`)
 
 
-def write_reports(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None) -> ReportPaths:
+def write_reports(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None, *,
+                  combine: bool = False) -> ReportPaths:
     """Write metrics_summary.csv, report.md and report.html for the run in `run_dir` (into `out_dir`, default the
-    run folder itself)."""
-    run = load_run(run_dir)
+    run folder itself). A folder of several runs is refused unless `combine` (`evalkit.report.combine`)."""
+    run = load_for_report(run_dir, combine_runs=combine)
     out = Path(out_dir) if out_dir is not None else run.root
     out.mkdir(parents=True, exist_ok=True)
     table = rows(run)
@@ -75,4 +79,4 @@ def write_reports(run_dir: str | os.PathLike[str], out_dir: str | os.PathLike[st
     paths.csv.write_text(csv_text(table), encoding="utf-8")
     paths.markdown.write_text(markdown(run, table), encoding="utf-8")
     paths.html.write_text(html(run, table), encoding="utf-8")
-    return paths
+    return dataclasses.replace(paths, lm_eval=tuple(lm_eval.write_all(run, out)))

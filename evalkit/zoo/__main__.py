@@ -8,12 +8,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from evalkit.zoo.build import build
+from evalkit.zoo.variants import default_cache_dir, default_zoo_dir
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evalkit.zoo", description="Build the zoo's variants.")
-    parser.add_argument("--zoo", type=Path, default=None, help="committed parents (default fixtures/zoo)")
-    parser.add_argument("--cache", type=Path, default=None, help="output folder (default .evalkit/zoo)")
+    parser.add_argument("--zoo", type=Path, default=None, help=f"committed parents (default {default_zoo_dir()})")
+    parser.add_argument("--cache", type=Path, default=None, help=f"output folder (default {default_cache_dir()})")
     parser.add_argument("--only", nargs="*", default=None, help="variant names (default: all)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)

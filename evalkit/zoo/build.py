@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from evalkit.core import paths
 from evalkit.core.lineage import with_ancestors
 from evalkit.errors import ZooError
 from evalkit.zoo.breakages import BREAKAGES
@@ -47,8 +48,7 @@ def build(zoo_dir: str | os.PathLike[str] | None = None, cache_dir: str | os.Pat
     missing = [p for p in PARENTS + (QLORA,) if not (zoo / p).is_dir()]
     needed = [p for p in missing if p in _closure(names)]
     if needed:
-        raise ZooError(f"zoo parents missing under {zoo}: {needed}; they are committed under fixtures/zoo"
-                       " (train them with scripts/train_zoo.py) or point EVALKIT_ZOO_DIR at them.")
+        raise ZooError(f"zoo parents missing under {zoo}: {needed}; {_where_parents_come_from()}")
     cache.mkdir(parents=True, exist_ok=True)
     ready = _built(names, zoo, cache, n_calibration)
     if ready is not None:  # everything up to date: no lock, so a reader never waits on another process's build
@@ -132,6 +132,14 @@ def prebuild(names: Sequence[str], *, quiet: bool = True, stop: Callable[[], boo
             build(only=[name])
         except Exception:  # noqa: BLE001 - the gate builds it again and reports the error
             continue
+def _where_parents_come_from() -> str:
+    """How to get the parents back, naming what exists here: a checkout's training script, or the installed wheel."""
+    root = paths.checkout()
+    if root is not None:
+        return (f"they are committed under {root / 'fixtures' / 'zoo'} (retrain them with "
+                f"{root / 'scripts' / 'train_zoo.py'}), or point EVALKIT_ZOO_DIR at them")
+    return ("the evalkit wheel ships them (pip install --force-reinstall evalkit restores them), or point "
+            "EVALKIT_ZOO_DIR at them")
 
 
 def _source(v: Variant) -> str:

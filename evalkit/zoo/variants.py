@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from evalkit.core import paths
 from evalkit.core.registry import Registry
 from evalkit.errors import ZooError
 from evalkit.models.description import ZOO_SCHEME, ModelSpec
@@ -22,7 +23,6 @@ from evalkit.zoo.mutations import MUTATIONS
 __all__ = ["PARENTS", "QLORA", "RECIPE_SUFFIXES", "VARIANTS", "Variant", "default_cache_dir", "default_zoo_dir",
            "parent_of", "source_of", "spec", "variant", "variant_path"]
 
-REPO = Path(__file__).resolve().parents[2]
 PARENTS = ("base", "openmath_SFT_NoPeft_NoQuant", "openmath_SFT_LoRa64_NoQuant")
 """The trained parents, as named in the seed's matrix (committed under fixtures/zoo/)."""
 QLORA = "openmath_SFT_LoRa64_QLORA_w4_headbf16"
@@ -107,13 +107,15 @@ def spec(name: str) -> ModelSpec:
 
 
 def default_zoo_dir() -> Path:
-    """The committed parents: $EVALKIT_ZOO_DIR, else <repo>/fixtures/zoo."""
-    return Path(os.environ.get("EVALKIT_ZOO_DIR") or REPO / "fixtures" / "zoo")
+    """The committed parents: $EVALKIT_ZOO_DIR, else the checkout's fixtures/zoo or the copy an installed evalkit
+    ships (`evalkit.core.paths.data_dir`)."""
+    return Path(os.environ.get("EVALKIT_ZOO_DIR") or paths.data_dir() / "zoo")
 
 
 def default_cache_dir() -> Path:
-    """Where built variants go: $EVALKIT_ZOO_CACHE, else <repo>/.evalkit/zoo (git-ignored)."""
-    return Path(os.environ.get("EVALKIT_ZOO_CACHE") or REPO / ".evalkit" / "zoo")
+    """Where built variants go (`evalkit.core.paths.zoo_cache_dir`): $EVALKIT_ZOO_CACHE, else a checkout's
+    .evalkit/zoo (git-ignored), else the user's cache folder; never the installed package's folder."""
+    return paths.zoo_cache_dir()
 
 
 def variant_path(name: str, zoo_dir: str | os.PathLike[str] | None = None,

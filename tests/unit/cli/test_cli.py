@@ -207,6 +207,28 @@ def test_console_script_report_writes_csv_markdown_and_html(eval_run):
     assert "<svg" in (eval_run / "report.html").read_text()
 
 
+def test_report_refuses_a_folder_of_runs_unless_combined(eval_run, tmp_path, capsys):
+    """`evalkit report runs` on a parent folder: one line naming the runs and --combine, exit 2; with --combine one
+    report, every (model, task) of every run once."""
+    runs = tmp_path / "runs"
+    for name in ("pr41", "pr42"):
+        shutil.copytree(eval_run, runs / name, ignore=shutil.ignore_patterns("metrics_summary.csv", "report.*"))
+    assert cli.main(["report", str(runs)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds 2 runs (pr41, pr42)" in err and f"evalkit report {runs} --combine" in err
+    assert cli.main(["report", str(runs), "--combine"]) == 0
+    with open(runs / "metrics_summary.csv") as fh:
+        keys = [(r["model"], r["task"]) for r in csv.DictReader(fh)]
+    assert len(keys) == len(set(keys)) == 2 * 6 and ("pr42/variant", "zoo_math") in keys
+
+
+def test_tasks_is_an_alias_of_task(models, tmp_path, capsys):
+    rc = cli.main(["eval", f"parent={models['parent']}", "--tasks", "zoo_math,zoo_yes_no", *FAST,
+                   "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "run"), "-q"])
+    assert rc == 0
+    assert sorted(json.loads((tmp_path / "run" / "run.json").read_text())["tasks"]) == ["zoo_math", "zoo_yes_no"]
+
+
 def test_eval_reuses_the_cache(models, eval_run, tmp_path, capsys):
     out = tmp_path / "again"
     rc = cli.main(["eval", f"parent={models['parent']}", "--task", "zoo_math", *FAST,
@@ -327,9 +349,51 @@ def test_quantize_a_real_model(tmp_path, capsys, monkeypatch):
     out = tmp_path / "q"
     assert cli.main(["quantize", str(tiny_qwen3()), "--recipe", "gptq-w4g64", "--out", str(out),
                      "--n-calibration", "4", "-q"]) == 0
-    assert f"wrote {out} (gptq-w4g64, 4 calibration items" in capsys.readouterr().out
+    assert f"wrote {out} (gptq-w4g64, calibrated on 4 zoo training items" in capsys.readouterr().out
     info = describe_model(out)
     assert (info.format, info.method, info.bits_label) == ("compressed-tensors", "gptq", "4")
+    assert json.loads((out / "provenance.json").read_text())["calibration"]["kind"] == "zoo training items"
+    assert "Applying quantization config" not in capsys.readouterr().err  # the libraries' bars: in quantize.log
+    assert (out / "quantize.log").is_file()
+
+
+@pytest.mark.parametrize("data", ["task", "chat"])
+def test_quantize_calibrates_on_the_teams_data(tmp_path, capsys, monkeypatch, data):
+    """--task with --data (the team's rows, rendered as evaluation renders them) or --chat (the team's conversations,
+    through the model's own chat template): the calibration texts are those, and provenance.json says so."""
+    from tiny_models import tiny_qwen3
+
+    monkeypatch.chdir(tmp_path)
+    if data == "task":
+        source = tmp_path / "gsm8k_train.jsonl"
+        source.write_text("".join(json.dumps({"question": f"Tom has {i} apples and buys 2. How many?",
+                                              "answer": f"{i} + 2 = {i + 2}\n#### {i + 2}"}) + "\n" for i in range(9)))
+        args = ["--task", "gsm8k", "--data", str(source)]
+    else:
+        source = tmp_path / "support_chats.jsonl"
+        source.write_text("".join(json.dumps({"messages": [
+            {"role": "user", "content": f"Reset my password, ticket {i}"},
+            {"role": "assistant", "content": f"Done: ticket {i} is closed."}]}) + "\n" for i in range(9)))
+        args = ["--chat", str(source)]
+    out = tmp_path / "q"
+    assert cli.main(["quantize", str(tiny_qwen3()), "--recipe", "gptq-w4g64", "--out", str(out),
+                     "--n-calibration", "4", "-q", *args]) == 0
+    calibration = json.loads((out / "provenance.json").read_text())["calibration"]
+    texts = [json.loads(line)["text"] for line in (out / "calibration.jsonl").open()]
+    assert calibration["n"] == len(texts) == 4 and calibration["source"] == str(source)
+    if data == "task":
+        assert calibration["kind"] == "task rows" and calibration["tasks"] == ["gsm8k"]
+        assert all("How many?" in t and "\\boxed{" in t for t in texts)  # the question, then its boxed gold answer
+    else:
+        assert calibration["kind"] == "chat examples" and calibration["format"].startswith("chat template")
+        assert all("Reset my password" in t and "is closed." in t for t in texts)  # both turns, templated
+        assert all("<|im_start|>user" in t and "<|im_start|>assistant" in t for t in texts)
+    assert "calibrated on 4 " in capsys.readouterr().out
+
+
+def test_quantize_refuses_data_without_a_task(tmp_path, capsys):
+    assert cli.main(["quantize", "m", "--recipe", "gptq-w4g64", "--out", str(tmp_path), "--data", "x.jsonl"]) == 2
+    assert "--data says where --task's rows come from" in capsys.readouterr().err
 
 
 def test_zoo_list_names_every_model(capsys, tmp_path):

@@ -177,9 +177,23 @@ def test_update_keeps_stored_values_within_tolerance_and_adds_new_fields() -> No
     assert merged["cpu"]["model"] == {"zoo_build": "0123456789abcdef"}  # the new field is added
 
 
-def test_update_replaces_a_part_that_differs_beyond_tolerance() -> None:
-    changed = _with("metrics.accuracy", 0.5)
-    assert merge(_doc(), _doc(changed)) == _doc(changed)
+def test_update_replaces_only_the_field_groups_that_differ_beyond_tolerance() -> None:
+    changed = _with("metrics.accuracy", 0.5, _with("drift.kl_p99", 4.14339e-05))
+    merged = merge(_doc(), _doc(changed))["cpu"]
+    assert merged["metrics"] == _doc(changed)["cpu"]["metrics"]  # the group that changed, whole
+    assert merged["drift"] == _doc()["cpu"]["drift"]  # within tolerance: the recorded figures stay
+    assert {k: v for k, v in merged.items() if k != "metrics"} == {k: v for k, v in _doc()["cpu"].items()
+                                                                   if k != "metrics"}
+
+
+def test_a_new_decision_rule_rewrites_the_verdicts_and_keeps_the_recorded_numbers() -> None:
+    """E.g. a recovery verdict that is now "inconclusive" under new statistics: the update rewrites the verdicts
+    and the outcome, and every count, metric and drift figure keeps the value another machine recorded."""
+    recorded = _doc()
+    noisy = _with("verdict.recovery", "inconclusive", _with("drift.kl_mean", 1.57039e-05))
+    merged = merge(recorded, _doc(noisy))["cpu"]
+    assert merged["verdict"]["recovery"] == "inconclusive"
+    assert merged["drift"] == recorded["cpu"]["drift"] and merged["metrics"] == recorded["cpu"]["metrics"]
 
 
 # --- golden responses --------------------------------------------------------------------------------------------
