@@ -120,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="a variant against its parent: metrics, drift, significance",
                        description="Evaluate VARIANT and PARENT on the same items (or read them from --run) and "
-                                   "print metrics side by side, diagnoses, the gate's paired one-sided test of the "
+                                   "print metrics side by side, diagnoses, a paired one-sided test of the "
                                    "drop, and teacher-forced drift.",
                        epilog="examples: evalkit compare zoo:base_gptq_w4g64 zoo:base --task zoo_math --limit 64\n"
                               "          evalkit compare base_gptq_w4g64 base --run runs/zoo")

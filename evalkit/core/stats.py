@@ -1,4 +1,8 @@
-"""Gate statistics: a paired, one-sided, sample-size-aware test of "the variant is worse than its parent".
+"""A paired, one-sided, sample-size-aware test of "the variant is worse than its parent", for reports.
+
+The gate itself no longer decides with this module: its statistical checks are one family per model in
+`evalkit.core.decision` (docs/gate.md). What remains here is the descriptive paired comparison the reports print
+beside the gate's verdicts (`evalkit.report.tables.compare_entries`), and the exact binomial tails.
 
 Why paired: parent and variant answer the *same* items, and a quantized variant agrees with its parent on most of
 them, so the noise that matters is the disagreement, not the spread of either score. A fixed "recovery >= 0.95x" or
@@ -14,7 +18,7 @@ The statistic (one, for every per-item score in [0, 1]):
   - continuous scores (SQuAD F1): the same sign-flip test by Monte Carlo, B fixed sign vectors from a fixed seed,
     p = (1 + #{T* <= T}) / (B + 1), which is a valid p-value for any B (and the same every run).
 
-The gate fails a variant when p < alpha AND the observed drop exceeds a practical margin (so a real but negligible
+The comparison flags a variant when p < alpha AND the observed drop exceeds a practical margin (so a real but negligible
 drop on thousands of items does not block a merge). alpha bounds the false-fail rate whatever n is: small n cannot
 make the gate flaky. It can make the gate blind, so every result carries the minimum detectable drop (MDD) at its n:
 

@@ -6,13 +6,21 @@ drift between them) and its frozen `Thresholds`:
   artifacts     tokenizer, chat template, generation config, architecture and rendered prompts as the parent's
   finite        no NaN or Inf in hidden states, logits, drift, metrics or timings (it names where it first appears)
   prompt        the model is prompted as its parent is (its chat template, not the plain-text fallback)
-  compliance    share of responses with a valid \\boxed{} answer is not confidently below its floor
-  stopping      no significantly more replies run to max_new_tokens than the parent's (a lost eos)
-  metric_floor  the primary metric is not confidently below an absolute floor (when one is configured)
-  recovery      no significant paired drop against the parent on the same items (`evalkit.core.stats.paired_drop`)
+  compliance    share of responses with a valid \\boxed{} answer against its floor, with an indifference zone
+  stopping      no more replies run to max_new_tokens than the parent's, beyond the tolerated share (a lost eos)
+  metric_floor  the primary metric against an absolute floor (when one is configured), with an indifference zone
+  recovery      the paired drop against the parent on the same items: above tolerated_drop fails, below detect_drop
+                passes, in between (or too few items to tell) is inconclusive
   drift         teacher-forced logit drift against the parent within bounds (`evalkit.run.drift`)
-  baseline      the primary metric clearly beats the trivial baseline (`evalkit.core.baselines`)
+  baseline      the primary metric clears the trivial baseline (`evalkit.core.baselines`) by floor_margin, and a
+                variant that scores exactly the baseline where its parent clearly beats it has collapsed
   speed         the slow-kernel alarm: steady-state prefill and decode speed not far below the parent's
+
+The five statistical checks read one decision per model (`evalkit.gate.decisions`, `evalkit.core.decision`): every
+statistical check of every task of a model is one hypothesis of one weighted-Holm family at the model's alpha, with
+three outcomes (pass, inconclusive, fail) and a reason each. `check` without a decision decides the (model, task)
+on its own (a one-task family at the thresholds' alpha). prompt, drift and speed compare a measured quantity with a
+bound: they cannot fail by sampling chance and stay outside the family.
 
 Every failure names a diagnosis (an `evalkit.core.extract.Diagnosis` value such as ``empty`` or ``truncated``, or one of
 `evalkit.gate.records.LABELS`) and its message carries the counts per failure class, two example responses and
@@ -31,48 +39,23 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from evalkit.core.baselines import BaselineComparison, compare_with_baseline
-from evalkit.core.metrics import METRICS, paired_metrics
+from evalkit.core.decision import CHECKS as STATISTICAL
 from evalkit.core.registry import Registry
 from evalkit.errors import GateError
+from evalkit.gate.decisions import COMPLIANT, decide_alone, item_score as _score, reply_class as _cls, same_items
 from evalkit.gate.manifest import Thresholds
-from evalkit.gate.records import CheckResult, Evidence, Failure
-from evalkit.gate.serving import engine_note
+from evalkit.gate.records import CheckResult, Evaluated, Evidence, Failure
+from evalkit.gate.speed import speed as _speed
 
-if TYPE_CHECKING:  # evalkit.core.stats (numpy) loads with the first check: the pytest plugin imports this module
-    from evalkit.core.stats import PairedDrop, RateTest
-    from evalkit.models.artifacts import Difference
+if TYPE_CHECKING:  # the decision core (numpy) loads with the first check: the pytest plugin imports this module
+    from evalkit.core.decision import CheckDecision, ModelDecision
     from evalkit.run.drift import DriftResult
     from evalkit.run.engine import SampleRecord, TaskResult
-    from evalkit.run.generation import Phases
 
-__all__ = ["CHECKS", "CheckSpec", "Evaluated", "PARENT_CHECKS", "UNSTABLE_CHECKS", "check", "error_result"]
+__all__ = ["CHECKS", "CheckSpec", "Evaluated", "PARENT_CHECKS", "STATISTICAL", "UNSTABLE_CHECKS", "check",
+           "error_result"]
 
-MIN_TIMED_SECONDS = 1.0  # a parent run shorter than this is too short to time against (runs without phase timings)
-MIN_TIMED_TOKENS = 4  # fewer output tokens per reply than this (an eos flood) time the prompts, not decoding
 EXAMPLES = 2  # example responses per failure message
-
-
-@dataclass(frozen=True, slots=True)
-class Evaluated:
-    """The evidence of a (model, task) whose model was evaluated: what a check function reads (`check` builds it)."""
-
-    model: str
-    task: str
-    metric: str  # the primary metric's name
-    result: TaskResult
-    parent_name: str | None = None
-    parent: TaskResult | None = None
-    drift: DriftResult | None = None
-    drift_error: Failure | None = None
-    artifacts: tuple[Difference, ...] | None = None  # differences from the parent's artifacts (None: not compared)
-    speed: tuple[Phases, Phases] | None = None  # (model, parent) fastest phases over their tasks (Evidence.speed)
-
-    @property
-    def theirs(self) -> TaskResult:
-        """The parent's result: `check` runs a check that needs a parent only when the parent was evaluated."""
-        if self.parent is None:
-            raise GateError(f"{self.model} on {self.task}: the parent's result is missing")
-        return self.parent
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,8 +68,11 @@ class CheckSpec:
     stable: bool = True  # False: the outcome depends on wall-clock timings (kept out of the snapshotted summaries)
 
 
-def check(name: str, ev: Evidence, th: Thresholds) -> CheckResult:
-    """Run one check (pure: evidence and thresholds in, result out).
+def check(name: str, ev: Evidence, th: Thresholds, decision: ModelDecision | None = None) -> CheckResult:
+    """Run one check (pure: evidence, thresholds and the model's decision in, result out).
+
+    decision: the model's statistical checks decided as one family (`evalkit.gate.runner.Gate.decision`); None
+    decides this (model, task) on its own, at the thresholds' alpha.
 
     >>> check("speed", Evidence("m", "t", None, "accuracy", error=Failure("load_error", "gone")), Thresholds()).status
     'fail'
@@ -101,8 +87,10 @@ def check(name: str, ev: Evidence, th: Thresholds) -> CheckResult:
                            diagnosis="parent_error")
     if ev.result is None:
         raise GateError(f"{ev.model} on {ev.task}: evidence without a result must carry its error")
+    if decision is None and name in STATISTICAL:
+        decision = decide_alone(ev, th)
     evaluated = Evaluated(ev.model, ev.task, ev.metric, ev.result, ev.parent_name, ev.parent, ev.drift, ev.drift_error,
-                          ev.artifacts, ev.speed)
+                          artifacts=ev.artifacts, speed=ev.speed, decision=decision)
     return spec.run(evaluated, th)
 
 
@@ -113,17 +101,14 @@ def error_result(name: str, ev: Evidence) -> CheckResult:
 
 
 def _compliance(ev: Evaluated, th: Thresholds) -> CheckResult:
+    c = ev.decided("compliance")
     records = ev.result.records
-    flags = [1.0 if _cls(r) in ("correct", "wrong_answer") else 0.0 for r in records]
-    k, n = int(sum(flags)), len(flags)
-    test = _below(flags, th.min_compliance, th)
-    numbers = f"compliance {k / n:.3f} ({k}/{n}) vs floor {th.min_compliance:.2f}; {_p(test.p_value)} that it is below"
-    values = {"compliance": k / n, "floor": th.min_compliance, "p_value": test.p_value}
-    if not test.significant:
-        note = f"below the floor, but within noise at n={n}" if k / n < th.min_compliance else ""
-        return CheckResult("compliance", ev.model, ev.task, "pass", numbers, note=note, values=values)
-    failing = [r for r in records if _cls(r) not in ("correct", "wrong_answer")]
-    return _fail("compliance", ev, numbers, _dominant(failing), failing, values)
+    k, n = sum(_cls(r) in COMPLIANT for r in records), len(records)
+    rate = k / n if n else 0.0
+    numbers = f"compliance {rate:.3f} ({k}/{n}) vs {_zone(th.min_compliance, th)}; {_stats(c, ev.decision)}"
+    values = {"compliance": rate, "floor": th.min_compliance, **_values(c, ev.decision)}
+    failing = [r for r in records if _cls(r) not in COMPLIANT]
+    return _decided("compliance", ev, c, numbers, values, lambda: (_dominant(failing), failing))
 
 
 def _prompt(ev: Evaluated, th: Thresholds) -> CheckResult:
@@ -139,20 +124,19 @@ def _prompt(ev: Evaluated, th: Thresholds) -> CheckResult:
 
 
 def _stopping(ev: Evaluated, th: Thresholds) -> CheckResult:
+    c = ev.decided("stopping")
     mine, theirs = list(ev.result.records), list(ev.theirs.records)
-    _same_items(ev, mine, theirs)
-    stopped = [[0.0 if r.generation.finish_reason == "length" else 1.0 for r in rs] for rs in (theirs, mine)]
-    test = _drop(stopped[0], stopped[1], th)
-    cut, cut_parent = test.n - round(test.variant_mean * test.n), test.n - round(test.parent_mean * test.n)
-    numbers = (f"{cut}/{test.n} replies ran to max_new_tokens, the parent's {cut_parent}/{test.n}; "
-               f"{_p(test.p_value)} ({test.method})")
-    values = {"runaway": cut, "parent_runaway": cut_parent, "p_value": test.p_value}
-    if not test.failed:
-        return CheckResult("stopping", ev.model, ev.task, "pass", numbers, values=values)
+    same_items(mine, theirs, model=ev.model, parent=ev.parent_name, task=ev.task)
+    cut, cut_parent = (sum(r.generation.finish_reason == "length" for r in rs) for rs in (mine, theirs))
     runaway = [m for m, t in zip(mine, theirs) if m.generation.finish_reason == "length"
                and t.generation.finish_reason != "length"]
-    # "runaway" is no reply's class, so the examples are the first runaway replies
-    return _fail("stopping", ev, numbers, "runaway", runaway, values, parent=dict(_by_id(theirs)))
+    n = len(mine)
+    numbers = (f"{cut}/{n} replies ran to max_new_tokens, the parent's {cut_parent}/{n} ({len(runaway)} only the "
+               f"model's; tolerated: {100 * th.tolerated_drop:g} pts more); {_stats(c, ev.decision)}")
+    values = {"runaway": cut, "parent_runaway": cut_parent, **_values(c, ev.decision)}
+    # a fail-only check: no real excess of cut-offs is "pass"; "runaway" is no reply's class, so the examples are
+    # the first runaway replies
+    return _decided("stopping", ev, c, numbers, values, lambda: ("runaway", runaway), parent=dict(_by_id(theirs)))
 
 
 def _metric_floor(ev: Evaluated, th: Thresholds) -> CheckResult:
@@ -161,36 +145,34 @@ def _metric_floor(ev: Evaluated, th: Thresholds) -> CheckResult:
     result = ev.result
     metric = result.metrics.get(ev.metric)
     records = result.records
-    if metric is None or metric.value is None:
+    if metric is None or metric.value is None:  # no answer at all: nothing to test, nothing above any floor
         numbers = f"{ev.metric} undefined ({metric.reason if metric else 'not computed'}) vs floor {th.min_metric:.2f}"
         return _fail("metric_floor", ev, numbers, _dominant(records), records, {"floor": th.min_metric})
-    scores = [_score(r, ev.metric) for r in records]
-    test = _below(scores, th.min_metric, th)
-    numbers = (f"{ev.metric} {metric.value:.3f} on {len(scores)} items vs floor {th.min_metric:.2f}; "
-               f"{_p(test.p_value)} that it is below")
-    values = {ev.metric: metric.value, "floor": th.min_metric, "p_value": test.p_value}
-    if not test.significant:
-        return CheckResult("metric_floor", ev.model, ev.task, "pass", numbers, values=values)
+    c = ev.decided("metric_floor")
+    numbers = (f"{ev.metric} {metric.value:.3f} on {len(records)} items vs {_zone(th.min_metric, th)}; "
+               f"{_stats(c, ev.decision)}")
+    values = {ev.metric: metric.value, "floor": th.min_metric, **_values(c, ev.decision)}
     failing = [r for r in records if _score(r, ev.metric) < 1.0]
-    return _fail("metric_floor", ev, numbers, _dominant(failing), failing, values)
+    return _decided("metric_floor", ev, c, numbers, values, lambda: (_dominant(failing), failing))
 
 
 def _recovery(ev: Evaluated, th: Thresholds) -> CheckResult:
-    test, mine, theirs = _paired(ev, th)
-    values = {"recovery": test.recovery, "drop": test.drop, "p_value": test.p_value, "mdd": test.mdd,
-              "worse": test.worse, "better": test.better, "n": test.n}
-    numbers = test.describe()
-    underpowered = test.underpowered(th.detect_drop)
-    need = (f"cannot see a {100 * th.detect_drop:.0f}-point drop at n={test.n} "
-            f"(power {100 * test.power_at(th.detect_drop):.0f}%); ~{test.items_needed(th.detect_drop)} items would")
-    if test.failed:
-        worse = [m for m, t in zip(mine, theirs) if _score(m, ev.metric) < _score(t, ev.metric)]
-        return _fail("recovery", ev, numbers, _dominant(worse), worse, values, parent=dict(_by_id(theirs)))
-    if underpowered and th.require_power:
-        return CheckResult("recovery", ev.model, ev.task, "fail", numbers, diagnosis="underpowered", note=need,
-                           values=values)
-    return CheckResult("recovery", ev.model, ev.task, "pass", numbers, note=f"underpowered: {need}" if underpowered
-                       else "", values=values)
+    c = ev.decided("recovery")
+    mine, theirs = list(ev.result.records), list(ev.theirs.records)
+    same_items(mine, theirs, model=ev.model, parent=ev.parent_name, task=ev.task)
+    p, v = [_score(r, ev.metric) for r in theirs], [_score(r, ev.metric) for r in mine]
+    n = len(p)
+    pm, vm = (math.fsum(p) / n, math.fsum(v) / n) if n else (0.0, 0.0)
+    worse = [m for m, t, a, b in zip(mine, theirs, p, v) if b < a]
+    better = sum(b > a for a, b in zip(p, v))
+    recovery = vm / pm if pm > 0 else None
+    shown = f"recovery {recovery:.2f}" if recovery is not None else "recovery undefined: the parent scores 0"
+    numbers = (f"parent {pm:.3f} -> variant {vm:.3f} (drop {100 * (pm - vm):.1f} pts, {shown}) on {n} paired items; "
+               f"worse on {len(worse)}, better on {better}; drop bounds {_pts(c.lower)} to {_pts(c.upper)} pts vs "
+               f"tolerated {100 * th.tolerated_drop:g} / detect {100 * th.detect_drop:g}; {_stats(c, ev.decision)}")
+    values = {"recovery": recovery, "drop": pm - vm, "worse": len(worse), "better": better, "n": n,
+              **_values(c, ev.decision)}
+    return _decided("recovery", ev, c, numbers, values, lambda: (_dominant(worse), worse), parent=dict(_by_id(theirs)))
 
 
 def _drift(ev: Evaluated, th: Thresholds) -> CheckResult:
@@ -275,131 +257,99 @@ def _all_finite(values: Mapping[str, Any]) -> bool:
 def _baseline(ev: Evaluated, th: Thresholds) -> CheckResult:
     if not th.beat_baseline:
         return _skip("baseline", ev, "switched off (beat_baseline = false)")
-    comp = _baseline_comparison(ev.result, ev.metric)
-    if comp is None:
+    b = _trivial(ev.result, ev.metric)
+    if b is None:
         return _skip("baseline", ev, f"no trivial baseline for {ev.metric}")
-    values = {ev.metric: comp.value, "baseline": comp.baseline, "tolerance": comp.tolerance}
-    if comp.beats:
-        return CheckResult("baseline", ev.model, ev.task, "pass", comp.message, values=values)
-    if ev.parent is not None:
-        # A variant has collapsed to the baseline only if its parent beats it and it is significantly worse than
-        # the parent; otherwise "not clearly above the baseline" is the task's sample size speaking, not the model.
-        theirs = _baseline_comparison(ev.parent, ev.metric)
-        if theirs is not None and not theirs.beats:
-            return _skip("baseline", ev, "the parent does not beat the trivial baseline either: nothing to lose")
-        # At the baseline itself (within one item of it: the seed's 50.0) it fails whatever n, since the parent
-        # clearly beats it (checked above); only a score between the two is judged by the paired test.
-        at_baseline = comp.value is not None and abs(comp.value - comp.baseline) <= 1 / max(comp.n, 1) + 1e-9
-        if comp.value is not None and not at_baseline and not _paired(ev, th)[0].significant:
-            return CheckResult("baseline", ev.model, ev.task, "pass", comp.message, values=values,
-                               note="not clearly above the baseline at this n, but not significantly below its "
-                                    "parent, which is")
+    m = ev.result.metrics.get(ev.metric)
+    value = m.value if m else None
     records = ev.result.records
-    return _fail("baseline", ev, comp.message, "trivial_baseline", records, values)
+    if value is None:  # no answer at all: deterministic, whatever n
+        numbers = f"{ev.metric} is undefined, so it cannot beat the trivial baseline {b:.4g}"
+        return _fail("baseline", ev, numbers, "trivial_baseline", records, {"baseline": b})
+    collapsed = _collapsed(ev, value, b, th)
+    if collapsed:
+        return _fail("baseline", ev, collapsed, "trivial_baseline", records,
+                     {ev.metric: value, "baseline": b, "rule": "collapse"})
+    return _baseline_floor(ev, th, value, b)
 
 
-# --- speed (issue 18): per-phase steady-state timings, so that every variant is timed, however short its run ------
+def _collapsed(ev: Evaluated, value: float, b: float, th: Thresholds) -> str:
+    """The collapse rule, deterministic at any n: a variant scoring at the trivial baseline (within one item of it:
+    what a constant answerer scores on these items, the seed's F1 of 50.0) while its parent clearly beats the
+    baseline (beyond `evalkit.core.baselines`' noise band and by at least floor_margin) has collapsed to doing
+    nothing, even where too few items leave the statistical floor inconclusive. "" when the rule does not apply."""
+    n = len(ev.result.records)
+    if ev.parent is None or abs(value - b) > 1 / max(n, 1) + 1e-9:
+        return ""
+    theirs = _baseline_comparison(ev.parent, ev.metric)
+    if theirs is None or theirs.value is None or not theirs.beats or theirs.value < b + th.floor_margin:
+        return ""
+    return (f"{ev.metric} {value:.4g} is at the trivial baseline {b:.4g} (what doing nothing scores; within one item) "
+            f"on {n} items, where the parent {ev.parent_name} scores {theirs.value:.4g}: collapsed to a constant "
+            f"answer (deterministic, at any n)")
 
 
-def _speed(ev: Evaluated, th: Thresholds) -> CheckResult:
-    """The slow-kernel alarm. Each phase of the variant against the same phase of the parent, from the timings the
-    runs themselves recorded (`evalkit.run.timing`; a cached run keeps those of the run that produced it): prefill
-    seconds per prompt token (fastest batch) and decode seconds per row and step (median step, warm-up steps
-    excluded), per model over all its tasks when the gate gathered them (`Evidence.speed`: each phase's fastest
-    task), else this task's run. Robust on shared cores, defined however short a run is; the alarm names the slower
-    phase."""
-    if th.max_slowdown is None:
-        return _skip("speed", ev, "switched off (max_slowdown = none)")
-    mine, theirs = ev.speed if ev.speed is not None else (ev.result.run.phases, ev.theirs.run.phases)
-    if mine is None or theirs is None:
-        return _whole_run_speed(ev, th)
-    where = ev.result.throughput().get("device", "?")
-    ratios = {"prefill": mine.prefill_s_per_token / theirs.prefill_s_per_token}
-    parts = [f"prefill {mine.prefill_s_per_token * 1e6:.3g} vs the parent's {theirs.prefill_s_per_token * 1e6:.3g} "
-             f"us/token ({ratios['prefill']:.1f}x)"]
-    note = ""
-    if mine.decode_s_per_row is not None and theirs.decode_s_per_row is not None:
-        ratios["decode"] = mine.decode_s_per_row / theirs.decode_s_per_row
-        parts.insert(0, f"decode {mine.decode_s_per_row * 1e3:.3g} vs the parent's {theirs.decode_s_per_row * 1e3:.3g} "
-                        f"ms/row-step ({ratios['decode']:.1f}x; {mine.decode_steps} and {theirs.decode_steps} steps "
-                        f"timed)")
-    else:
-        note = "no decode step timed (the replies ended at their first token): prefill compared alone"
-    phase = max(ratios, key=lambda k: ratios[k])
-    slowdown = ratios[phase]
-    scope = " (each model's fastest task)" if ev.speed is not None else ""
-    numbers = f"{'; '.join(parts)}{scope}; alarm at {th.max_slowdown:g}x on {where}"
-    numbers += engine_note(ev.result.throughput())  # issue 16: a served model's figures are the engine's
-    values = {"slowdown": slowdown, "phase": phase, **{f"{k}_slowdown": v for k, v in ratios.items()},
-              "prefill_s_per_token": mine.prefill_s_per_token, "decode_s_per_row": mine.decode_s_per_row,
-              "parent_prefill_s_per_token": theirs.prefill_s_per_token,
-              "parent_decode_s_per_row": theirs.decode_s_per_row}
-    if slowdown <= th.max_slowdown:
-        return CheckResult("speed", ev.model, ev.task, "pass", numbers, note=note, values=values)
-    return CheckResult("speed", ev.model, ev.task, "fail", f"{phase} {slowdown:.1f}x slower than the parent's: {numbers}",
-                       diagnosis="slow_kernel", values=values,
-                       note=note or "timings come from each model's own run (the cache keeps them)")
+def _baseline_floor(ev: Evaluated, th: Thresholds, value: float, b: float) -> CheckResult:
+    """The statistical floor at the trivial baseline b: fails when the score is confidently below b + floor_margin,
+    passes when it is confidently above b, inconclusive in between (one check of the model's family)."""
+    c = ev.decided("baseline")
+    top = min(1.0, b + th.floor_margin)
+    numbers = (f"{ev.metric} {value:.3f} on {len(ev.result.records)} items vs the trivial baseline {b:.3f} (what "
+               f"doing nothing scores; zone {b:.3f}-{top:.3f}); {_stats(c, ev.decision)}")
+    values = {ev.metric: value, "baseline": b, "floor": top, **_values(c, ev.decision)}
+    records = ev.result.records
+    return _decided("baseline", ev, c, numbers, values, lambda: ("trivial_baseline", records))
 
 
-def _whole_run_speed(ev: Evaluated, th: Thresholds) -> CheckResult:
-    """Runs without phase timings (a backend that does not measure them): whole-run throughput, when long enough."""
-    mine, theirs = ev.result.throughput(), ev.theirs.throughput()
-    if theirs["seconds"] < MIN_TIMED_SECONDS or mine["tokens_per_second"] <= 0:
-        return _skip("speed", ev, f"the parent's run took under {MIN_TIMED_SECONDS:g}s and has no phase timings: "
-                                  "too short to time against")
-    if mine["output_tokens"] < MIN_TIMED_TOKENS * max(1, mine["samples"]):  # the prompts' prefill is all it timed
-        return _skip("speed", ev, f"under {MIN_TIMED_TOKENS} output tokens per reply: too few to time decoding")
-    slowdown = theirs["tokens_per_second"] / mine["tokens_per_second"]
-    numbers = (f"{mine['tokens_per_second']:.1f} tokens/s vs the parent's {theirs['tokens_per_second']:.1f} "
-               f"({slowdown:.1f}x slower; alarm at {th.max_slowdown:g}x); {mine['seconds_per_sample']:.3f} vs "
-               f"{theirs['seconds_per_sample']:.3f} s/sample on {mine.get('device', '?')}")
-    values = {"slowdown": slowdown, "tokens_per_second": mine["tokens_per_second"],
-              "parent_tokens_per_second": theirs["tokens_per_second"]}
-    if slowdown <= th.max_slowdown:
-        return CheckResult("speed", ev.model, ev.task, "pass", numbers, values=values)
-    return CheckResult("speed", ev.model, ev.task, "fail", numbers, diagnosis="slow_kernel",
-                       note="timings come from each model's own run (the cache keeps them)", values=values)
-
-# --- end of speed ---------------------------------------------------------------------------------------------------
+def _zone(floor: float, th: Thresholds) -> str:
+    return f"floor {floor:.2f} (zone {max(floor - th.floor_margin, 0.0):.2f}-{floor:.2f})"
 
 
-def _below(values: Sequence[float], floor: float, th: Thresholds) -> RateTest:
-    """One-sided test that the rate of `values` is below `floor`, at the thresholds' alpha and power."""
-    from evalkit.core.stats import StatOptions, rate_test
-
-    return rate_test(values, floor, options=StatOptions(alpha=th.alpha, power=th.power))
+def _pts(x: float | None) -> str:
+    return "?" if x is None else f"{100 * x:.1f}"
 
 
-def _drop(theirs: Sequence[float], mine: Sequence[float], th: Thresholds) -> PairedDrop:
-    """The paired one-sided test of a drop from the parent's per-item values to the model's."""
-    from evalkit.core.stats import StatOptions, paired_drop
+def _stats(c: CheckDecision, decision: ModelDecision | None) -> str:
+    """The numbers behind a statistical check's outcome: its confidence bounds, and the adjusted p-value against
+    the model's alpha (the check fails exactly when it is at or below it)."""
+    alpha = decision.alpha if decision is not None else float("nan")
+    bounds = ""
+    if c.lower is not None and c.upper is not None and c.check != "recovery":
+        bounds = f"bounds {c.lower:.3f}-{c.upper:.3f}; "
+    return f"{bounds}one-sided p={c.p_value:.2g}, Holm-adjusted {c.adjusted_p:.2g} vs alpha {alpha:.2g}"
 
-    return paired_drop(theirs, mine, margin=th.tolerated_drop, options=StatOptions(alpha=th.alpha, power=th.power))
+
+def _values(c: CheckDecision, decision: ModelDecision | None) -> dict[str, Any]:
+    """The decision's numbers, machine-readable (the run folder's verdicts.json, the reports)."""
+    out: dict[str, Any] = {"p_value": c.p_value, "adjusted_p": c.adjusted_p, "level": c.level,
+                           "alpha": decision.alpha if decision is not None else None, "lower": c.lower,
+                           "upper": c.upper}
+    if c.power is not None:
+        out["power"] = c.power
+    if c.needed is not None:
+        out["needed"] = c.needed.n
+    return out
 
 
-def _p(p: float) -> str:
-    return f"one-sided p={p:.3g}"
+def _decided(name: str, ev: Evaluated, c: CheckDecision, numbers: str, values: Mapping[str, Any],
+             failing: Callable[[], tuple[str, Sequence[SampleRecord]]], *,
+             parent: Mapping[str, SampleRecord] | None = None) -> CheckResult:
+    """A statistical check's result from its decision: a failure keeps its diagnosis (`failing` gives it and the
+    replies its examples come from); require_power's failure of an inconclusive recovery is ``underpowered``; an
+    inconclusive check carries the reason (bounds, exact power, the items that would settle it) as its note."""
+    if c.underpowered:
+        return CheckResult(name, ev.model, ev.task, "fail", numbers, diagnosis="underpowered", note=c.reason,
+                           values=values)
+    if c.status == "fail":
+        diagnosis, pool = failing()
+        return _fail(name, ev, numbers, diagnosis, pool, values, parent)
+    if c.status == "inconclusive":
+        return CheckResult(name, ev.model, ev.task, "inconclusive", numbers, note=c.reason, values=values)
+    return CheckResult(name, ev.model, ev.task, "pass", numbers, values=values)
 
 
 def _skip(name: str, ev: Evaluated | Evidence, why: str) -> CheckResult:
     return CheckResult(name, ev.model, ev.task, "skip", why)
-
-
-
-
-
-def _cls(r: SampleRecord) -> str:
-    """A response's failure class: its diagnosis, or correct / wrong_answer when an answer was read."""
-    d = r.extraction.diagnosis.value
-    if d != "ok":
-        return d
-    return "correct" if r.score.correct else "wrong_answer"
-
-
-def _score(r: SampleRecord, metric: str) -> float:
-    if metric not in METRICS or not METRICS.get(metric).paired:
-        raise GateError(f"the gate compares per-item {', '.join(paired_metrics())}; got metric {metric!r}")
-    return float(METRICS.get(metric).item(r.score))
 
 
 def _dominant(records: Sequence[SampleRecord]) -> str:
@@ -441,25 +391,17 @@ def _by_id(records: Iterable[SampleRecord]) -> Iterable[tuple[str, SampleRecord]
     return ((r.item.id, r) for r in records)
 
 
-def _paired(ev: Evaluated, th: Thresholds) -> tuple[PairedDrop, list[SampleRecord], list[SampleRecord]]:
-    mine, theirs = list(ev.result.records), list(ev.theirs.records)
-    _same_items(ev, mine, theirs)
-    test = _drop([_score(r, ev.metric) for r in theirs], [_score(r, ev.metric) for r in mine], th)
-    return test, mine, theirs
-
-
-def _same_items(ev: Evaluated, mine: Sequence[SampleRecord], theirs: Sequence[SampleRecord]) -> None:
-    if [r.item.id for r in mine] != [r.item.id for r in theirs]:
-        raise GateError(f"{ev.model} and its parent {ev.parent_name} were evaluated on different items of {ev.task}; "
-                         f"the paired test needs the same items (same task source, limit and seed)")
+def _trivial(result: TaskResult, metric: str) -> float | None:
+    """The trivial baseline's score of `metric` on these items (None: the metric has none)."""
+    return result.task.trivial_baseline().get(metric)
 
 
 def _baseline_comparison(result: TaskResult, metric: str) -> BaselineComparison | None:
-    baseline = result.task.trivial_baseline()
-    if metric not in baseline:
+    baseline = _trivial(result, metric)
+    if baseline is None:
         return None
     m = result.metrics.get(metric)
-    return compare_with_baseline(metric, m.value if m else None, baseline[metric], len(result.records))
+    return compare_with_baseline(metric, m.value if m else None, baseline, len(result.records))
 
 
 CHECKS: Registry[CheckSpec] = Registry("check", error=GateError)

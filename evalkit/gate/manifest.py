@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 from evalkit.core import paths
+from evalkit.core.decision import Criteria, Weights
 from evalkit.core.lineage import lineage, with_ancestors
 from evalkit.errors import CycleError, ManifestError
 from evalkit.gate import serving
@@ -47,16 +48,24 @@ DEFAULT_MANIFEST = paths.data_dir() / "zoo.toml"
 
 @dataclass(frozen=True, slots=True)
 class Thresholds:
-    """How strict each check is for one (model, task). Fractions are on the 0-1 scale of `evalkit.core.metrics`."""
+    """How strict each check is for one (model, task). Fractions are on the 0-1 scale of `evalkit.core.metrics`.
+
+    The statistical keys are the decision core's `evalkit.core.decision.Criteria` (`criteria`); docs/gate.md says
+    what each means for the three outcomes (pass, inconclusive, fail).
+    """
 
     min_compliance: float = 0.90  # floor on the share of responses with a valid \boxed{} answer
     min_metric: float | None = None  # absolute floor on the primary metric (None: no floor)
-    tolerated_drop: float = 0.01  # an observed drop vs the parent at or below this never fails (practical margin)
-    detect_drop: float = 0.05  # the drop the gate should be able to see; the verdict reports whether it can
-    require_power: bool = False  # True: a pass that could not see `detect_drop` at this n fails as inconclusive
-    alpha: float = 0.01  # one-sided false-fail rate of every statistical check
-    power: float = 0.90  # power at which the minimum detectable drop is quoted
-    beat_baseline: bool = True  # require the primary metric to clearly beat the trivial baseline
+    floor_margin: float = 0.05  # width of every floor's indifference zone (and the baseline's): a rate confidently
+    # above floor - floor_margin passes, one confidently below the floor fails, in between is inconclusive
+    tolerated_drop: float = 0.01  # a true drop vs the parent up to this is no failure (the null of recovery, stopping)
+    detect_drop: float = 0.05  # the drop the gate must see: recovery passes only when a drop this large is ruled out
+    require_power: bool = False  # True: an inconclusive recovery fails ("underpowered")
+    alpha: float = 0.01  # a model's family-wise false-fail rate when [gate] run_alpha is "none" (equal across tasks)
+    power: float = 0.90  # probability at which the planned item counts catch a drop (and clear a sound model)
+    plan_disagreement: float = 0.10  # share of items a variant is assumed to disagree with its parent on, before
+    # the run (the item counts the gate recommends); the verdicts use the observed share
+    beat_baseline: bool = True  # require the primary metric to clear the trivial baseline by floor_margin
     max_mean_kl: float | None = 0.5  # drift vs parent: mean per-token KL(parent || variant), nats
     max_p99_kl: float | None = None  # drift vs parent: 99th percentile per-token KL, nats
     min_top1_agreement: float | None = 0.80  # drift vs parent: share of tokens with the same argmax
@@ -64,12 +73,17 @@ class Thresholds:
     max_slowdown: float | None = 10.0  # slow-kernel alarm: variant seconds/sample over the parent's
 
     def __post_init__(self) -> None:
-        for name in ("min_compliance", "min_metric", "tolerated_drop", "min_top1_agreement"):
+        for name in ("min_compliance", "min_metric", "tolerated_drop", "min_top1_agreement", "plan_disagreement"):
             value = getattr(self, name)
             if value is not None and not 0.0 <= value <= 1.0:
                 raise ValueError(f"{name} must be in [0, 1], got {value!r}")
         if not 0.0 < self.detect_drop <= 1.0:
             raise ValueError(f"detect_drop must be in (0, 1], got {self.detect_drop!r}")
+        if not self.tolerated_drop < self.detect_drop:
+            raise ValueError(f"tolerated_drop must be below detect_drop (the gate cannot tell a drop it tolerates "
+                             f"from one it must see), got {self.tolerated_drop!r} >= {self.detect_drop!r}")
+        if not 0.0 <= self.floor_margin < 1.0:
+            raise ValueError(f"floor_margin must be in [0, 1), got {self.floor_margin!r}")
         if not 0.0 < self.alpha < 0.5:
             raise ValueError(f"alpha must be in (0, 0.5), got {self.alpha!r}")
         if not 0.5 <= self.power < 1.0:
@@ -82,6 +96,13 @@ class Thresholds:
             value = getattr(self, name)
             if value is not None and value < 1.0:
                 raise ValueError(f"{name} must be >= 1, got {value!r}")
+
+    def criteria(self) -> Criteria:
+        """The statistical part, as the decision core reads it."""
+        return Criteria(min_compliance=self.min_compliance, min_metric=self.min_metric, floor_margin=self.floor_margin,
+                        tolerated_drop=self.tolerated_drop, detect_drop=self.detect_drop,
+                        require_power=self.require_power, power=self.power, beat_baseline=self.beat_baseline,
+                        plan_disagreement=self.plan_disagreement)
 
 
 _T = TypeVar("_T")
@@ -109,6 +130,14 @@ class GateSettings:
     seed: int = 0  # item sampling seed for limits
     backend: str = "transformers"  # issue 16: the engine of every model without its own (evalkit.gate.serving)
     drift_k: int = 20  # issue 16: top-k prompt logprobs of drift through a server (-1: the whole vocabulary)
+    run_alpha: float | None = 0.05  # probability that a run of sound models is red: each of the manifest's M models
+    # is decided at run_alpha / M (None, "none" in TOML: each model at its thresholds' alpha)
+    weights: Weights = Weights()  # [gate.weights]: each check's share of a model's alpha
+
+    def model_alpha(self, models: int, alpha: float) -> tuple[float, int]:
+        """(run alpha, run size) to decide a model at: run_alpha over the manifest's `models`, or, with run_alpha
+        off, the model's own `alpha` (the thresholds' key) as a run of one."""
+        return (alpha, 1) if self.run_alpha is None else (self.run_alpha, max(1, models))
 
     def batch_size_for(self, device: str) -> int:
         """Generation batch size on `device` ("cpu" or a CUDA device)."""
@@ -127,6 +156,8 @@ class GateSettings:
             raise ValueError(f"backend must be one of {', '.join(serving.BACKEND_NAMES)}, got {self.backend!r}")
         if self.drift_k < 1 and self.drift_k != -1:
             raise ValueError(f"drift_k must be >= 1 (or -1: the whole vocabulary), got {self.drift_k}")
+        if self.run_alpha is not None and not 0.0 < self.run_alpha < 1.0:
+            raise ValueError(f"run_alpha must be in (0, 1) or \"none\", got {self.run_alpha!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,11 +275,17 @@ def loads(text: str, *, root: str | os.PathLike[str] = ".", source: str = "<mani
     backends = serving.parse_backends(data.get("backends", {}), source, root)  # issue 16
     serving.check(gate.backend, gate.drift_k, models, backends, source)
     manifest = Manifest(source=source, gate=gate, tasks=tasks, models=models, defaults=defaults, backends=backends)
+    alphas: dict[str, set[float]] = {}
     for case in manifest.cases():  # every combination must build valid thresholds
         try:
-            manifest.thresholds(case.model, case.task)
+            alphas.setdefault(case.model, set()).add(manifest.thresholds(case.model, case.task).alpha)
         except (TypeError, ValueError) as err:
             raise ManifestError(f"{source}: thresholds of model {case.model!r} on task {case.task!r}: {err}") from None
+    for model, found in alphas.items():  # one family per model: one alpha
+        if len(found) > 1:
+            raise ManifestError(f"{source}: model {model!r}: alpha differs between its tasks ({sorted(found)}); a "
+                                f"model's checks on all its tasks form one family with one alpha: set alpha in "
+                                f"[thresholds] or [models.{model}.thresholds], not per task")
     return manifest
 
 
@@ -312,12 +349,26 @@ def _gate(body: Any, where: _Where) -> GateSettings:
             kw[key] = Path(where.typed(value, str, "[gate]", key))
         elif key == "enable_thinking":
             kw[key] = where.typed(value, bool, "[gate]", key)
+        elif key == "run_alpha":
+            kw[key] = None if value == "none" else float(where.typed(value, (int, float), "[gate]", key))
+        elif key == "weights":
+            kw[key] = _weights(value, where)
         else:
             kw[key] = where.typed(value, int, "[gate]", key)
     try:
         return GateSettings(**kw)
     except ValueError as err:
         raise where.fail("[gate]", str(err)) from None
+
+
+def _weights(body: Any, where: _Where) -> Weights:
+    table = "[gate.weights]"
+    body = where.table(body, table)
+    where.keys(body, {f.name for f in dataclasses.fields(Weights)}, table)
+    try:
+        return Weights(**{k: float(where.typed(v, (int, float), table, k)) for k, v in body.items()})
+    except ValueError as err:
+        raise where.fail(table, str(err)) from None
 
 
 def _task(name: str, body: Any, root: Path, where: _Where) -> TaskEntry:

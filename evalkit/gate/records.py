@@ -14,19 +14,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from evalkit.core.extract import Diagnosis
+from evalkit.errors import GateError
 
 if TYPE_CHECKING:  # the engine and drift load with the first evaluation, not with the records
+    from evalkit.core.decision import CheckDecision, ModelDecision
     from evalkit.models.artifacts import Difference
     from evalkit.run.generation import Phases
     from evalkit.run.drift import DriftResult
     from evalkit.run.engine import TaskResult
 
-__all__ = ["CheckResult", "Evidence", "Failure", "LABELS", "OUTCOMES", "Status", "Verdict", "explain", "where"]
+__all__ = ["CheckResult", "Evaluated", "Evidence", "Failure", "LABELS", "OK_OUTCOMES", "OUTCOMES", "Status", "Verdict", "explain",
+           "where"]
 
-Status = Literal["pass", "fail", "skip"]
+Status = Literal["pass", "inconclusive", "fail", "skip"]
+"""A check's outcome. inconclusive: a statistical check whose data cannot tell the problem it must see from none
+at this n (its note says why and how many items would settle it); it fails nothing unless require_power is set."""
 
-OUTCOMES = ("PASS", "FAIL", "CAUGHT", "MISDIAGNOSED", "ESCAPED")
+OUTCOMES = ("PASS", "INCONCLUSIVE", "FAIL", "CAUGHT", "MISDIAGNOSED", "ESCAPED")
 """A verdict's outcomes, in the order tallies list them."""
+
+OK_OUTCOMES = frozenset({"PASS", "INCONCLUSIVE", "CAUGHT"})
+"""Outcomes that keep a run green: a healthy model passed or could not be told apart at this n, a known-broken one
+was caught for one of its reasons."""
 
 LABELS = {
     "no_chat_template": "the model has no chat template, so its prompts fell back to plain text while its parent's "
@@ -38,7 +47,8 @@ LABELS = {
     "trivial_baseline": "the score is no better than answering a constant (the trivial baseline)",
     "logit_drift": "the next-token distributions moved far from the parent's on the parent's own responses",
     "slow_kernel": "generation is far slower than the parent's: a slow kernel (e.g. dequantizing on the fly)",
-    "underpowered": "too few items to see the drop the gate must see; the verdict says how many are needed",
+    "underpowered": "inconclusive recovery with require_power on: these items cannot tell the drop the gate must "
+                    "see from none; the note says how many would",
     "load_error": "the model folder could not be loaded",
     "evaluation_error": "the evaluation raised an error",
     "drift_error": "drift against the parent could not be computed",
@@ -106,6 +116,40 @@ class Evidence:
 
 
 @dataclass(frozen=True, slots=True)
+class Evaluated:
+    """The evidence of a (model, task) whose model was evaluated: what a check function reads (`check` builds it)."""
+
+    model: str
+    task: str
+    metric: str  # the primary metric's name
+    result: TaskResult
+    parent_name: str | None = None
+    parent: TaskResult | None = None
+    drift: DriftResult | None = None
+    drift_error: Failure | None = None
+    artifacts: tuple[Difference, ...] | None = None  # differences from the parent's artifacts (None: not compared)
+    speed: tuple[Phases, Phases] | None = None  # (model, parent) fastest phases over their tasks (Evidence.speed)
+    decision: ModelDecision | None = None  # the model's statistical checks, decided as one family
+
+    def decided(self, name: str) -> CheckDecision:
+        """The decision of one statistical check of this task (`check` decides the task alone when no decision of
+        the whole model was given)."""
+        if self.decision is None:
+            raise GateError(f"{self.model} on {self.task}: {name} needs the model's decision")
+        try:
+            return self.decision.check(self.task, name)
+        except KeyError as err:
+            raise GateError(f"{self.model} on {self.task}: the model's decision has no {name} check ({err})") from None
+
+    @property
+    def theirs(self) -> TaskResult:
+        """The parent's result: `check` runs a check that needs a parent only when the parent was evaluated."""
+        if self.parent is None:
+            raise GateError(f"{self.model} on {self.task}: the parent's result is missing")
+        return self.parent
+
+
+@dataclass(frozen=True, slots=True)
 class CheckResult:
     """One check's outcome; `message` is what a failed test prints."""
 
@@ -117,7 +161,7 @@ class CheckResult:
     diagnosis: str = ""  # the named cause of a failure
     classes: str = ""  # counts per failure class of the model's responses
     examples: tuple[str, ...] = ()  # example responses behind the diagnosis
-    note: str = ""  # e.g. "underpowered: ..."
+    note: str = ""  # e.g. why an inconclusive check could not decide, and how many items would
     values: Mapping[str, Any] = field(default_factory=dict)  # machine-readable numbers
 
     @property
@@ -151,8 +195,13 @@ class Verdict:
         return tuple(c for c in self.checks if c.status == "fail")
 
     @property
-    def status(self) -> Literal["pass", "fail"]:
-        return "fail" if self.failed else "pass"
+    def inconclusive(self) -> tuple[CheckResult, ...]:
+        return tuple(c for c in self.checks if c.status == "inconclusive")
+
+    @property
+    def status(self) -> Literal["pass", "inconclusive", "fail"]:
+        """The worst of its checks: fail, else inconclusive, else pass (skipped checks do not count)."""
+        return "fail" if self.failed else "inconclusive" if self.inconclusive else "pass"
 
     @property
     def diagnosis(self) -> str:
@@ -170,16 +219,17 @@ class Verdict:
 
     @property
     def outcome(self) -> str:
-        """PASS, FAIL, CAUGHT (expected failure, right diagnosis), MISDIAGNOSED or ESCAPED."""
+        """PASS, INCONCLUSIVE or FAIL for a model expected to pass; CAUGHT (expected failure, right diagnosis),
+        MISDIAGNOSED or ESCAPED for a known-broken one."""
         if self.expect == "pass":
-            return "PASS" if self.status == "pass" else "FAIL"
+            return self.status.upper()
         if self.caught:
             return "CAUGHT"
         return "MISDIAGNOSED" if self.status == "fail" else "ESCAPED"
 
     @property
     def as_expected(self) -> bool:
-        return self.outcome in ("PASS", "CAUGHT")
+        return self.outcome in OK_OUTCOMES
 
     def get(self, check_name: str) -> CheckResult:
         return next(c for c in self.checks if c.check == check_name)

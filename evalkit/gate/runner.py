@@ -13,12 +13,13 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 
 from evalkit.core.metrics import PRIMARY_METRIC
 from evalkit.data.tasks import Task, load_task
 from evalkit.errors import DriftError, GateError, ManifestError, ModelLoadError, TaskError
 from evalkit.gate.checks import CHECKS, check
+from evalkit.gate.decisions import alpha_note, decide_alone, decide_model, plan_lines
 from evalkit.gate.manifest import Case, Manifest, Thresholds, load
 from evalkit.gate.records import Evidence, Failure, Verdict
 from evalkit.gate.records import where as _where
@@ -35,13 +36,22 @@ from evalkit.run.engine import TaskResult, evaluate
 from evalkit.run.generation import GenerationConfig, Phases, render_prompts
 from evalkit.run.timing import fastest
 
+if TYPE_CHECKING:
+    from evalkit.core.decision import ModelDecision
+
 __all__ = ["Gate", "run_gate", "select_cases", "verdict"]
 
 
-def verdict(ev: Evidence, th: Thresholds, *, expect: Literal["pass", "fail"] = "pass",
-            expected: Sequence[str] = ()) -> Verdict:
-    """Every check of one (model, task), with its summary."""
-    checks = tuple(check(name, ev, th) for name in CHECKS)
+def verdict(ev: Evidence, th: Thresholds, *, decision: ModelDecision | None = None,
+            expect: Literal["pass", "fail"] = "pass", expected: Sequence[str] = ()) -> Verdict:
+    """Every check of one (model, task), with its summary.
+
+    decision: the model's statistical checks decided as one family (`Gate.decision`); None decides this (model,
+    task) on its own, as a one-task family at the thresholds' alpha.
+    """
+    if decision is None and ev.error is None and ev.result is not None:
+        decision = decide_alone(ev, th)
+    checks = tuple(check(name, ev, th, decision) for name in CHECKS)
     v = Verdict(ev.model, ev.task, checks, expect, tuple(expected))
     return dataclasses.replace(v, summary=summarize(ev, v))
 
@@ -79,6 +89,7 @@ class Gate:
         self._artifacts: dict[tuple[str, str], tuple[Difference, ...]] = {}  # (model, task) -> vs the parent's
         self._model_errors: dict[str, Failure] = {}
         self._verdicts: dict[tuple[str, str], Verdict] = {}
+        self._decisions: dict[str, ModelDecision] = {}
         self._identities: dict[str, dict[str, str]] = {}
         self._cache: Cache | None = None
         self.served = Serving(self)  # issue 16: the models of a serving backend (vllm, openai; evalkit.gate.served)
@@ -131,13 +142,36 @@ class Gate:
                                        {"fingerprint": fingerprint[:16]} if fingerprint else {})
         return self._identities[model]
 
+    def decision(self, model: str) -> ModelDecision:
+        """The statistical checks of every task of `model`, decided once as one family.
+
+        The model's alpha is the run's alpha over every model of the manifest (parents and known-broken ones
+        included), whatever --model, -k or --gate-limit select, so a model's verdict does not depend on which others
+        are shown. Under pytest-xdist a model's tests are one work unit (`evalkit.pytest.scheduling`): one worker
+        decides it.
+        """
+        if model not in self._decisions:
+            tasks = self._tasks_of(model)
+            thresholds = {t: self.manifest.thresholds(model, t) for t in tasks}
+            alpha, size = self.manifest.gate.model_alpha(len(self.manifest.models), thresholds[tasks[0]].alpha)
+            self._decisions[model] = decide_model({t: self.evidence(model, t) for t in tasks}, thresholds,
+                                                  alpha=alpha, run_size=size, weights=self.manifest.gate.weights)
+        return self._decisions[model]
+
     def verdict(self, model: str, task: str) -> Verdict:
-        """All checks of one (model, task), computed once."""
+        """All checks of one (model, task), computed once, its statistical checks from the model's decision."""
         if (model, task) not in self._verdicts:
             spec = self.manifest.models[model]
-            self._verdicts[(model, task)] = verdict(self.evidence(model, task), self.manifest.thresholds(model, task),
+            ev = self.evidence(model, task)
+            decision = self.decision(model) if ev.error is None else None
+            self._verdicts[(model, task)] = verdict(ev, self.manifest.thresholds(model, task), decision=decision,
                                                     expect=spec.expect, expected=spec.diagnosis)
         return self._verdicts[(model, task)]
+
+    def plan(self) -> list[str]:
+        """The tasks that ask for fewer items on this device than their checks need, one line each (before any
+        model runs: `evalkit.gate.decisions.plan_lines`)."""
+        return plan_lines(self.manifest, self.device, self.limit)
 
     def golden(self, model: str, task: str) -> dict[str, str]:
         ev = self.evidence(model, task)
@@ -146,8 +180,11 @@ class Gate:
         return golden(ev.result, self.manifest.gate.golden)
 
     def report(self, cases: Iterable[Case] | None = None) -> GateReport:
-        """Verdicts for `cases` (default: every case of the manifest), computing what is missing."""
+        """Verdicts for `cases` (default: every case of the manifest), computing what is missing; the plan's lines
+        (tasks asking for fewer items than their checks need) go to the log first."""
         started = time.perf_counter()
+        for line in self.plan():
+            self.log(f"plan: {line}")
         cases = list(cases or self.manifest.cases())
         with self._helping(cases) as helped:
             self.served.run([c.model for c in cases])  # issue 16: served models over their slots, parents first
@@ -155,12 +192,13 @@ class Gate:
                 self._evaluate_ready_first(cases)
             verdicts = tuple(self.verdict(c.model, c.task) for c in cases)
         self.timings["total"] += time.perf_counter() - started
-        return GateReport(verdicts, dict(self.timings), self.device)
+        return GateReport(verdicts, dict(self.timings), self.device, alpha_note(self.manifest))
 
     def computed(self) -> GateReport:
         """The verdicts computed so far (a pytest session's share), in manifest order."""
         done = [self._verdicts[(c.model, c.task)] for c in self.manifest.cases() if (c.model, c.task) in self._verdicts]
-        return GateReport(tuple(done), {**self.timings, "total": time.perf_counter() - self._started}, self.device)
+        return GateReport(tuple(done), {**self.timings, "total": time.perf_counter() - self._started}, self.device,
+                          alpha_note(self.manifest))
 
     # -- evaluation --------------------------------------------------------------------------------------------------
 

@@ -47,7 +47,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Request", "broken_case", "gate_case", "gate_manifest", "gate_runs", "golden_snapshot", "metric_snapshot",
            "pytest_addoption", "pytest_cmdline_main", "pytest_collect_file", "pytest_collection_modifyitems",
-           "pytest_configure", "pytest_configure_node", "pytest_generate_tests", "pytest_runtest_makereport",
+           "pytest_configure", "pytest_configure_node", "pytest_generate_tests", "pytest_report_header",
+           "pytest_runtest_makereport",
            "pytest_sessionfinish", "pytest_terminal_summary", "pytest_testnodedown", "pytest_xdist_make_scheduler",
            "request_of", "variant_case"]
 
@@ -295,3 +296,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         for title, text in session.tables():
             terminalreporter.write_sep("=", title)
             terminalreporter.write_line(text)
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Where a gate runs: the tasks that ask for fewer items than their checks need (the plan, per device flavour
+    collected), so an inconclusive verdict is expected before any model runs."""
+    session = _session(config)
+    return session.plan_header() if session is not None else []

@@ -20,6 +20,7 @@ import pytest
 
 from evalkit.gate import manifest as manifest_lib
 from evalkit.gate import serving
+from evalkit.gate.decisions import alpha_note, plan_lines
 from evalkit.gate.render import render_summary
 from evalkit.gate.runner import Gate
 from evalkit.pytest import scheduling
@@ -209,8 +210,17 @@ class GateSession:
         for device, (rows, timings) in sorted(tables.items()):
             if rows:
                 rows.sort(key=lambda r: order.get((r[0], r[1]), len(order)))
-                out.append((f"evalkit gate ({device})", render_summary(rows, timings, device)))
+                out.append((f"evalkit gate ({device})",
+                            render_summary(rows, timings, device, alpha_note(self.manifest))))
         return out
+
+    def plan_header(self) -> list[str]:
+        """The plan per device flavour collected: the tasks that ask for fewer items than their checks need, so an
+        inconclusive verdict is expected before any model runs (pytest's report header)."""
+        limit = self.config.getoption("gate_limit")
+        return [f"evalkit gate plan ({device}): {line}"
+                for device in scheduling.flavours(self.manifest.gate.device, self.config.getoption("gate_device"))
+                for line in plan_lines(self.manifest, device, limit)]
 
 
 def properties(verdict: Any, check: str | None) -> list[tuple[str, str]]:

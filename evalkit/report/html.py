@@ -44,8 +44,7 @@ def html(run: Run, table: Sequence[Row] | None = None) -> str:
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>evalkit report: {escape(run.name)}"
              f"</title><style>{CSS}</style></head><body>", _header(run, table), _method_section(table),
              _charts(run, table), _results_table(table), _notes(table), _drift_table(table), _failures(table),
-             _unevaluated(run),
-             _footer(run),
+             _inconclusive(table), _unevaluated(run), _footer(run),
              "</body></html>"]
     return "\n".join(parts)
 
@@ -195,8 +194,11 @@ def _results_table(table: Sequence[Row]) -> str:
         if test:
             vs = (f"recovery {test['recovery']:.2f}" if test.get("recovery") is not None
                   else f"drop {100 * test['drop']:.0f} pts") + f", p={test['p_value']:.2g}"
-        status_cls = {"pass": "pass", "fail": "fail"}.get(r.status, "")
+        status_cls = {"pass": "pass", "fail": "fail", "inconclusive": "warn"}.get(r.status, "")
         status = escape(r.status) + (": " + escape(", ".join(r.status_diagnoses)) if r.status_diagnoses else "")
+        if r.inconclusive:  # the reason on hover: what the data could not tell, and the items that would
+            why = escape("; ".join(f"{c}: {w}" for c, w in r.inconclusive), quote=True)
+            status = f"<span title='{why}'>{status}: {escape(', '.join(c for c, _ in r.inconclusive))}</span>"
         diag = ", ".join(f"{escape(k)} {v}" for k, v in sorted(r.diagnoses.items(), key=lambda kv: -kv[1]) if v)
         body.append(
             f"<tr><td><code>{escape(r.model.name)}</code></td><td>{escape(r.model.method_label)}</td>"
@@ -258,6 +260,17 @@ def _failures(table: Sequence[Row]) -> str:
     if not out:
         return ""
     return "<h2>Why they fail</h2>" + "".join(out)
+
+
+def _inconclusive(table: Sequence[Row]) -> str:
+    found = [(r, check, why) for r in table for check, why in r.inconclusive]
+    if not found:
+        return ""
+    items = "".join(f"<li><code>{escape(r.model.name)}</code> on {escape(r.task)}: {escape(check)}: {escape(why)}</li>"
+                    for r, check, why in found)
+    return ("<h2>Inconclusive</h2><div class='muted'>Checks that could not tell the problem they must see from none "
+            "at this many items (they fail nothing unless require_power is set); each says how many items would "
+            f"settle it.</div><ul class='warn'>{items}</ul>")
 
 
 def _unevaluated(run: Run) -> str:

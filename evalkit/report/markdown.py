@@ -60,6 +60,7 @@ def markdown(run: Run, table: Sequence[Row] | None = None) -> str:
                          f"{d['kl_p99']:.4g} | {100 * d['top1_agreement']:.1f}% | {d['ppl_ratio']:.3g} | "
                          f"{'—' if layer is None else f'model.layers.{layer}'} |")
     lines += _failures(table)
+    lines += _inconclusive(table)
     errors = unevaluated(run)
     if errors:
         lines += ["", "## Not evaluated", ""]
@@ -99,7 +100,20 @@ def _status_cell(r: Row) -> str:
         return "—"
     if r.status == "pass":
         return "✅ pass"
+    if r.status == "inconclusive":
+        return "❔ inconclusive: " + ", ".join(c for c, _ in r.inconclusive)
     return "❌ fail: " + ", ".join(r.status_diagnoses)
+
+
+def _inconclusive(table: Sequence[Row]) -> list[str]:
+    """Each inconclusive check with its reason: what these items could not tell, and how many would."""
+    found = [(r, check, why) for r in table for check, why in r.inconclusive]
+    if not found:
+        return []
+    out = ["", "## Inconclusive", "", "Checks that could not tell the problem they must see from none at this many "
+           "items (they fail nothing unless `require_power` is set); each says how many items would settle it.", ""]
+    out += [f"- `{r.model.name}` on {r.task}: {check}: {why}" for r, check, why in found]
+    return out
 
 
 def _failures(table: Sequence[Row]) -> list[str]:

@@ -3,7 +3,8 @@
 Everything here reads a run folder (`evalkit.report.rundir`) and computes nothing that the engine or the gate did not
 measure: metrics, compliance, diagnoses and throughput come from the engine's results documents, drift from the drift
 documents, statuses from the gate's verdicts, and the paired comparison of a variant with its parent is recomputed
-from the per-sample records with the gate's own test (`evalkit.core.stats.paired_drop`, default thresholds).
+from the per-sample records with a paired one-sided test (`evalkit.core.stats.paired_drop`, default thresholds;
+descriptive: the verdict is the gate's).
 
 The Markdown leads with the seed report's "Quantization Method Comparison" table (Method | Weight bits | Status |
 Answer format | Speed), rebuilt from measurements: one row per method, models grouped by how they were quantized.
@@ -89,8 +90,14 @@ class Row:
 
     @property
     def status(self) -> str:
-        """"pass" / "fail" from the gate's verdict, or "not gated"."""
+        """"pass" / "inconclusive" / "fail" from the gate's verdict, or "not gated"."""
         return str(self.verdict.get("status")) if self.verdict else "not gated"
+
+    @property
+    def inconclusive(self) -> list[tuple[str, str]]:
+        """(check, reason) of each inconclusive check: what the data could not tell, and the items that would."""
+        return [(str(c.get("check")), str(c.get("note", ""))) for c in (self.verdict or {}).get("checks", [])
+                if c.get("status") == "inconclusive"]
 
     @property
     def compliance_ok(self) -> bool | None:
@@ -173,7 +180,8 @@ def notes_of(result: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def compare_entries(variant: Entry, parent: Entry) -> dict[str, Any]:
-    """The gate's paired one-sided test of "variant is worse than parent", on the primary metric and on compliance.
+    """A paired one-sided test of "variant is worse than parent" (descriptive, beside the gate's verdict), on the
+    primary metric and on compliance.
 
     Per-item scores come from the samples JSONL, paired by item id; margin, alpha and power are the defaults of
     `evalkit.gate.manifest.Thresholds` (the gate's own verdict, when present, used the manifest's).
@@ -227,7 +235,8 @@ CSV_COLUMNS = ("model", "task", "family", "method", "weight_bits", "parent", "n"
                "compliance", "trivial_baseline", "matches_baseline", *(f"diag_{d}" for d in DIAGNOSIS_ORDER),
                "seconds_per_sample", "tokens_per_second", "device", "paired_n", "parent_value", "recovery", "drop",
                "drop_stderr", "p_value", "worse", "better", "mdd", "significant", "kl_mean", "top1_agreement",
-               "ppl_ratio", "first_divergent_layer", "status", "diagnosis", "notes", "loader_notes")
+               "ppl_ratio", "first_divergent_layer", "status", "diagnosis", "notes", "loader_notes",
+               "inconclusive")
 """metrics_summary.csv's columns. Standard errors are of the mean over the n items (sample SD / sqrt(n));
 ``paired_n`` .. ``significant`` are the gate's paired one-sided test of the variant against its parent on the items
 both answered (``drop`` = parent - variant, its standard error over the paired differences, the items the variant
@@ -255,6 +264,7 @@ def csv_text(table: Sequence[Row]) -> str:
             _num(d.get("kl_mean")), _num(d.get("top1_agreement")), _num(d.get("ppl_ratio")),
             "" if d.get("first_divergent_layer") is None else d["first_divergent_layer"], r.status,
             ";".join(r.status_diagnoses), " | ".join(r.notes), " | ".join(r.loader_notes),
+            "; ".join(f"{check}: {why}" for check, why in r.inconclusive),
         ])
     return buf.getvalue()
 
@@ -323,6 +333,11 @@ def _status(group: Sequence[Row]) -> str:
     expected = [r for r in gated if (r.verdict or {}).get("expect") == "fail"]
     caught = sum((r.verdict or {}).get("outcome") == "CAUGHT" for r in expected)
     note = f"; caught as expected {caught}/{len(expected)}" if expected else ""
+    unsure = [r for r in gated if r.status == "inconclusive"]
+    if not failed and unsure:  # nothing failed: too few items to tell is not "broken"
+        checks = Counter(c for r in unsure for c, _ in r.inconclusive)
+        return (f"✅ Working ({len(gated) - len(unsure)}/{len(gated)} pass, {len(unsure)} inconclusive: "
+                f"{', '.join(c for c, _ in checks.most_common(3))}{note})")
     if not failed:
         return f"✅ Working ({len(gated)}/{len(gated)} pass{note})"
     if len(failed) == len(gated):
@@ -367,7 +382,7 @@ def fmt_seconds(s: float) -> str:
 
 
 def outcome_tally(table: Sequence[Row]) -> dict[str, int]:
-    """Count of the gate's outcomes (PASS, FAIL, CAUGHT, MISDIAGNOSED, ESCAPED) over the gated rows."""
+    """Count of the gate's outcomes (PASS, INCONCLUSIVE, FAIL, CAUGHT, MISDIAGNOSED, ESCAPED) over the gated rows."""
     counts = Counter(str((r.verdict or {}).get("outcome") or r.status.upper()) for r in table if r.verdict)
     return {k: counts[k] for k in (*OUTCOMES, *sorted(set(counts) - set(OUTCOMES))) if counts[k]}
 

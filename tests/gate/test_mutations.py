@@ -1,9 +1,10 @@
 """The mutation matrix (fixtures/mutations.toml, `evalkit.zoo.mutations`): the gate must fail every deliberately
-broken variant of the zoo's base with its named root cause, and pass every exact re-parametrization of it.
+broken variant of the zoo's base with its named root cause, and fail no exact re-parametrization of it.
 
 One test per (variant, task). A must-fail variant passes the test when its verdict fails, names the expected root
 cause among its diagnoses, and no check failed for a tool error (``drift_error``, ``evaluation_error``): a broken
-model must be explained, not crash the gate. A must-pass variant passes the test when every check passes.
+model must be explained, not crash the gate. A must-pass variant passes the test when no check fails, only a
+statistical check is inconclusive (16 items cannot rule out a 5-point drop) and no item is worse than the parent's.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from evalkit.gate.checks import STATISTICAL
 from evalkit.gate.manifest import load
 from evalkit.gate.runner import Gate
 from evalkit.zoo.mutations import MUTATIONS
@@ -42,7 +44,12 @@ def test_mutation(gate: Gate, case) -> None:
     v = gate.verdict(case.model, case.task)
     report = "\n".join(c.message for c in v.failed)
     if case.expect == "pass":
-        assert v.status == "pass", f"{case.model} must pass (an exact re-parametrization of its parent):\n{report}"
+        assert not v.failed, f"{case.model} must not fail (a re-parametrization of its parent):\n{report}"
+        # At 16 items no paired test can rule out a 5-point drop, so a statistical check may stay inconclusive: for
+        # the sample size alone. Every deterministic check passes, and no item is answered worse than by the parent.
+        short = {c.check for c in v.inconclusive}
+        assert short <= set(STATISTICAL), f"{case.model}: deterministic checks inconclusive: {short - set(STATISTICAL)}"
+        assert v.get("recovery").values["worse"] == 0, f"{case.model} lost items: {v.get('recovery').message}"
         return
     expected = MANIFEST.models[case.model].diagnosis
     assert v.status == "fail", f"{case.model} ESCAPED: every check passed, but it must fail as {expected}"

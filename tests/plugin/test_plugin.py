@@ -255,6 +255,7 @@ def test_terminal_summary_reports_every_case(gate_dir: pytest.Pytester) -> None:
         "model*task*compliance*metric*recovery*verdict*diagnosis",
         "b2*zoo_math*CAUGHT*load_error",
         "FAIL 8, CAUGHT 2 of 10 (model, task) on cpu; NOT OK",
+        "models: FAIL 4, CAUGHT 1; run alpha 0.05 over 5 models (0.01 each)",
     ])
 
 
@@ -283,7 +284,19 @@ def test_unrelated_tests_beside_a_gate_keep_their_properties_clean(gate_dir: pyt
     assert ("model", "p1") in cases["test_compliance[cpu-p1-zoo_math]"]
 
 
-def test_gate_runs_under_xdist_group_by_model(gate_dir: pytest.Pytester) -> None:
+def test_the_report_header_says_which_tasks_ask_for_too_few_items(gate_dir: pytest.Pytester) -> None:
+    """Before any model runs: the plan of each collected flavour, so inconclusive verdicts are no surprise."""
+    result = gate_dir.runpytest(*PLUGINS, "--zoo", "ghosts.toml", "--gate-device", "cpu", "--collect-only",
+                                "--gate-limit", "32")
+    result.stdout.fnmatch_lines(["evalkit gate plan (cpu): zoo_yes_no: 32 items asked, ~* needed for a 5-point drop "
+                                 "at 90% power (disagreement 10%); the compliance floor ~*"])
+    assert not any(line.startswith("evalkit gate plan (cuda)") for line in result.outlines)
+    plenty = gate_dir.runpytest(*PLUGINS, "--zoo", "ghosts.toml", "--gate-limit", "100000", "--collect-only")
+    assert not any("evalkit gate plan" in line for line in plenty.outlines)
+
+
+def test_unrelated_suites_keep_xdists_own_distribution(gate_dir: pytest.Pytester) -> None:
+    """The plugin is auto-loaded in every project with evalkit installed: without --zoo it leaves --dist alone."""
     gate_dir.makeconftest("def pytest_configure(config):\n    print('DIST', config.option.dist)\n")
     gate_dir.makepyfile(test_plain="def test_one():\n    pass\n")
     gated = gate_dir.runpytest_subprocess(*PLUGINS, "-p", "xdist.plugin", "-n", "2", "-s", "--zoo", "ghosts.toml",

@@ -238,7 +238,9 @@ def test_a_team_manifest_gates_with_snapshots_beside_it(installed: dict, venv: P
 
     collected = _ok(_run([*pytest_, "--collect-only", "-q"], cwd=team, env=run_env, what="pytest --collect-only"))
     ids = [line for line in collected.splitlines() if line.startswith("my.toml::")]
-    assert len(ids) == 3 * 2 * 5 + 2 * 2 * 5 and "my.toml::test_recovery[cpu-base_gptq-zoo_math]" in ids
+    # 6 tests per (model, task) (finite, compliance, metric floor, baseline, two snapshots), 6 more per variant
+    # (artifacts, prompt, stopping, recovery, drift, speed): 3 models and 2 variants on 2 tasks
+    assert len(ids) == 3 * 2 * 6 + 2 * 2 * 6 and "my.toml::test_recovery[cpu-base_gptq-zoo_math]" in ids
     assert "tests/test_project.py::test_plain" in collected  # the project's own tests beside the gate
 
     first = _run([*pytest_, "--snapshot-update"], cwd=team, env=run_env, what="pytest --snapshot-update")

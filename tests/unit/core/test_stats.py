@@ -1,4 +1,5 @@
-"""evalkit.stats: the gate's paired test, validated by simulation (fixed seeds, vectorized, a few seconds).
+"""evalkit.core.stats: the reports' paired comparison (the gate decides with evalkit.core.decision), validated by
+simulation (fixed seeds, vectorized, a few seconds).
 
 The two promises of the issue, checked here:
   - false-fail rate <= 1% when the variant equals its parent, at any n and any amount of disagreement;

@@ -32,7 +32,9 @@ SUMMARY = {  # evalkit.gate.summary.summarize of a healthy variant, as the gate 
     "n_scored": 48,
     "diagnoses": {"ok": 48},
     "metrics": {"accuracy": 0.979167, "avg_abs_diff": 0.0},
-    "recovery": {"worse": 0, "better": 0, "drop": 0.0, "p_value": 1.0, "mdd": 0.27, "recovery": 1.0, "n": 48},
+    "recovery": {"worse": 0, "better": 0, "drop": 0.0, "p_value": 1.0, "adjusted_p": 1.0, "level": 0.0023,
+                 "alpha": 0.0028, "lower": -0.12, "upper": 0.138, "power": 0.0, "needed": 1209, "recovery": 1.0,
+                 "n": 48},
     "drift": {"kl_mean": 2.83818e-06, "kl_p99": 1.71844e-05, "top1_agreement": 1.0, "ppl_ratio": 1.00005,
               "first_divergent_layer": None, "kl_median": 1e-7},
     "trivial_baseline": {"accuracy": 0.0},
@@ -69,9 +71,13 @@ _DELETE = object()
     ("metrics.accuracy", 1.0),
     ("diagnoses.truncated", 1),
     ("recovery.worse", 1),
-    # fields a snapshot does not keep: derived p-values and powers, unbounded metrics
+    # fields a snapshot does not keep: derived p-values, bounds, powers and item counts (the decisions they lead to
+    # are kept, exactly), unbounded metrics
     ("recovery.p_value", 0.03),
-    ("recovery.mdd", 0.31),
+    ("recovery.adjusted_p", 0.04),
+    ("recovery.upper", 0.15),
+    ("recovery.power", 0.01),
+    ("recovery.needed", 1300),
     ("metrics.avg_abs_diff", 146.4),
     ("drift.kl_median", 0.2),
 ])

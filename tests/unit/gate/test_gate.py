@@ -18,7 +18,8 @@ import evalkit.gate as gate_module
 from evalkit.run.drift import DriftResult
 from evalkit.run.engine import TaskResult, score_generations
 from evalkit.gate import CHECKS, Evidence, Failure, Gate, check, verdict
-from evalkit.pytest.assertions import require
+from evalkit.gate.decisions import decide_alone
+from evalkit.pytest.assertions import GateInconclusive, require
 from evalkit.run.generation import Generation, GenerationConfig, GenerationRun, Phases
 from evalkit.gate.manifest import Thresholds, loads
 from evalkit.data.tasks import Task, load_task
@@ -77,10 +78,23 @@ def _statuses(ev: Evidence, th: Thresholds = Thresholds()) -> dict[str, str]:
 
 
 def test_a_healthy_variant_passes_every_check() -> None:
-    task = _yes_no(64)
+    task = _yes_no(160)  # enough items to rule out a 5-point drop when the variant answers as its parent does
     mostly_right = lambda i, it: _right(it) if i % 8 else _wrong(it)  # noqa: E731
     ev = _evidence(task, mostly_right, mostly_right)
     assert _statuses(ev, Thresholds(min_metric=0.5)) == dict.fromkeys(CHECKS, "pass")
+    assert verdict(ev, Thresholds(min_metric=0.5)).outcome == "PASS"
+
+
+def test_too_few_items_make_a_healthy_variant_inconclusive_not_failed() -> None:
+    task = _yes_no(64)
+    mostly_right = lambda i, it: _right(it) if i % 8 else _wrong(it)  # noqa: E731
+    v = verdict(_evidence(task, mostly_right, mostly_right), Thresholds(min_metric=0.5))
+    assert [c.check for c in v.inconclusive] == ["recovery"] and not v.failed
+    assert (v.status, v.outcome, v.as_expected) == ("inconclusive", "INCONCLUSIVE", True)
+    rec = v.get("recovery")
+    assert "cannot tell a 5.0-pt drop from none at n=64" in rec.note and "items would tell them apart" in rec.note
+    assert rec.values["needed"] > 64 and 0 < rec.values["power"] < 0.9  # exact power at n=64, and the items needed
+    assert "recovery INCONCLUSIVE" in rec.message and "note: drop 0.0 pts" in rec.message
 
 
 def test_all_empty_replies_fail_as_empty_never_as_a_silent_zero() -> None:
@@ -108,14 +122,15 @@ def test_missing_boxes_fail_as_no_box() -> None:
     assert "ignored the answer format" in c.message
 
 
-def test_a_constant_answer_fails_as_the_trivial_baseline() -> None:
-    task = _yes_no(64)
-    ev = _evidence(task, lambda i, it: f"\\boxed{{no}}{EOS}", None)  # a parent: no paired checks
-    v = verdict(ev, Thresholds())
+def test_a_constant_answer_of_a_reference_model_fails_the_baseline_floor_once_items_can_tell() -> None:
+    constant = lambda i, it: f"\\boxed{{no}}{EOS}"  # noqa: E731  (the majority class: exactly the baseline)
+    v = verdict(_evidence(_yes_no(1000), constant, None), Thresholds())  # a reference: no paired checks
     assert v.get("compliance").status == "pass"
     assert (v.get("baseline").status, v.diagnosis) == ("fail", "trivial_baseline")
-    assert "equals the trivial baseline" in v.get("baseline").message
+    assert "vs the trivial baseline" in v.get("baseline").message and "zone" in v.get("baseline").message
     assert [v.get(n).status for n in ("recovery", "drift", "speed")] == ["skip"] * 3
+    small = verdict(_evidence(_yes_no(64), constant, None), Thresholds()).get("baseline")
+    assert small.status == "inconclusive" and "would settle" in small.note  # 64 items cannot tell b from b + 5 pts
 
 
 def test_runaway_replies_are_named_truncated() -> None:
@@ -134,14 +149,14 @@ def test_a_real_drop_fails_recovery_with_wrong_answers_and_the_parents_answer() 
     assert c.values["worse"] == 40 and c.values["better"] == 0
 
 
-def test_noise_at_small_n_passes_but_says_it_is_blind() -> None:
+def test_noise_at_small_n_is_inconclusive_and_says_how_many_items_would_settle_it() -> None:
     task = _yes_no(20)
     ev = _evidence(task, lambda i, it: _wrong(it) if i < 2 else _right(it), lambda i, it: _right(it))
     c = check("recovery", ev, Thresholds())
-    assert c.status == "pass" and c.note.startswith("underpowered: cannot see a 5-point drop at n=20")
+    assert c.status == "inconclusive" and "cannot tell a 5.0-pt drop from none at n=20" in c.note
     strict = check("recovery", ev, Thresholds(require_power=True))
     assert (strict.status, strict.diagnosis) == ("fail", "underpowered")
-    assert "items would" in strict.message
+    assert "items would" in strict.message and strict.note.startswith("underpowered: ")
 
 
 def test_a_lost_chat_template_is_named_before_its_symptoms() -> None:
@@ -166,16 +181,32 @@ def test_replies_that_no_longer_stop_are_runaway() -> None:
     assert check("stopping", healthy, Thresholds()).status == "pass"
 
 
-def test_a_variant_near_the_baseline_passes_unless_it_fell_from_its_parent() -> None:
-    task = _yes_no(12)  # too few items for 0.75 to clearly beat the 0.58 majority baseline
+def test_a_score_near_the_baseline_is_inconclusive_at_small_n_but_a_collapse_fails_at_any_n() -> None:
+    task = _yes_no(12)  # too few items to tell 0.75 from the 0.58 majority baseline
     weak = lambda i, it: _right(it) if i % 4 else _wrong(it)  # noqa: E731
-    parent_only = verdict(_evidence(task, weak, None), Thresholds())
-    assert parent_only.get("baseline").status == "fail"
-    strong_parent = verdict(_evidence(task, weak, lambda i, it: _right(it)), Thresholds())
-    assert strong_parent.get("baseline").status == "pass"
-    assert "not significantly below its parent" in strong_parent.get("baseline").note
-    collapsed = verdict(_evidence(task, lambda i, it: "\\boxed{yes}" + EOS, lambda i, it: _right(it)), Thresholds())
-    assert collapsed.get("baseline").status == "fail"
+    assert verdict(_evidence(task, weak, None), Thresholds()).get("baseline").status == "inconclusive"
+    strong_parent = verdict(_evidence(task, weak, lambda i, it: _right(it)), Thresholds()).get("baseline")
+    assert strong_parent.status == "inconclusive"  # the floor is the model's own score, whoever its parent is
+    majority = "yes" if sum(it.answers[0] == "yes" for it in task.items) * 2 >= len(task.items) else "no"
+    constant = lambda i, it: f"\\boxed{{{majority}}}{EOS}"  # noqa: E731
+    collapsed = verdict(_evidence(task, constant, lambda i, it: _right(it)), Thresholds()).get("baseline")
+    assert (collapsed.status, collapsed.diagnosis) == ("fail", "trivial_baseline")  # the seed's symptom, at n=12
+    assert "is at the trivial baseline" in collapsed.message and "collapsed" in collapsed.message
+    assert collapsed.values["rule"] == "collapse"
+    parent_at_baseline = verdict(_evidence(task, constant, constant), Thresholds()).get("baseline")
+    assert parent_at_baseline.status == "inconclusive"  # the parent does not beat the baseline: no collapse
+
+
+def test_the_collapse_rule_catches_the_seeds_symptom_where_the_floor_alone_cannot() -> None:
+    """48 items, a variant answering a constant (its score is the trivial baseline's) under a parent that answers
+    every item: the statistical floor cannot tell b from b + 5 pts at this n, the collapse rule fails it."""
+    task = _yes_no(48)
+    majority = "yes" if sum(it.answers[0] == "yes" for it in task.items) * 2 >= len(task.items) else "no"
+    constant = lambda i, it: f"\\boxed{{{majority}}}{EOS}"  # noqa: E731
+    alone = verdict(_evidence(task, constant, None), Thresholds()).get("baseline")
+    assert alone.status == "inconclusive"
+    v = verdict(_evidence(task, constant, lambda i, it: _right(it)), Thresholds())
+    assert v.get("baseline").status == "fail" and "trivial_baseline" in v.diagnoses
 
 
 def test_drift_out_of_bounds_names_the_layer() -> None:
@@ -230,8 +261,10 @@ def test_runs_without_phase_timings_fall_back_to_the_whole_run() -> None:
 def test_a_metric_floor_is_a_one_sided_test() -> None:
     task = _yes_no(64)
     half = _evidence(task, lambda i, it: _right(it) if i % 2 else _wrong(it), None)
-    assert check("metric_floor", half, Thresholds(min_metric=0.9)).status == "fail"
-    assert check("metric_floor", half, Thresholds(min_metric=0.55)).status == "pass"  # 0.5 on 64: within noise
+    assert check("metric_floor", half, Thresholds(min_metric=0.9)).status == "fail"  # confidently below 0.9
+    within = check("metric_floor", half, Thresholds(min_metric=0.55))  # 0.5 on 64: within noise of the zone
+    assert within.status == "inconclusive" and "zone 0.50-0.55" in within.numbers and "would settle" in within.note
+    assert check("metric_floor", half, Thresholds(min_metric=0.3)).status == "pass"  # confidently above 0.25
     assert check("metric_floor", half, Thresholds()).status == "skip"
 
 
@@ -240,10 +273,12 @@ def test_errors_fail_every_check_of_that_model_only() -> None:
     v = verdict(ev, Thresholds())
     assert {c.status for c in v.checks} == {"fail"} and v.diagnosis == "load_error"
     assert "no config.json" in v.checks[0].message
-    orphan = dataclasses.replace(_evidence(_yes_no(8), lambda i, it: _right(it), None), parent_name="p",
+    orphan = dataclasses.replace(_evidence(_yes_no(64), lambda i, it: _right(it), None), parent_name="p",
                                  parent_error=Failure("load_error", "gone"))
-    assert check("recovery", orphan, Thresholds()).diagnosis == "parent_error"
-    assert check("compliance", orphan, Thresholds()).status == "pass"
+    for name in ("stopping", "recovery"):
+        assert check(name, orphan, Thresholds()).diagnosis == "parent_error"
+    assert check("compliance", orphan, Thresholds()).status == "pass"  # the floors stay in the family
+    assert [c.check for c in decide_alone(orphan, Thresholds()).checks] == ["compliance", "baseline"]
 
 
 def test_outcomes_of_expected_failures() -> None:
@@ -251,8 +286,11 @@ def test_outcomes_of_expected_failures() -> None:
     empty = _evidence(task, lambda i, it: "", lambda i, it: _right(it))
     assert verdict(empty, Thresholds(), expect="fail", expected=("no_box",)).outcome == "MISDIAGNOSED"
     healthy = _evidence(task, lambda i, it: _right(it), lambda i, it: _right(it))
-    assert verdict(healthy, Thresholds(), expect="fail", expected=("empty",)).outcome == "ESCAPED"
-    assert verdict(healthy, Thresholds()).outcome == "PASS"
+    assert verdict(healthy, Thresholds(), expect="fail", expected=("empty",)).outcome == "ESCAPED"  # inconclusive
+    assert verdict(healthy, Thresholds()).outcome == "INCONCLUSIVE"  # 64 items cannot rule out a 5-point drop
+    many = _evidence(_yes_no(160), lambda i, it: _right(it), lambda i, it: _right(it))
+    assert verdict(many, Thresholds()).outcome == "PASS"
+    assert verdict(many, Thresholds(), expect="fail", expected=("empty",)).outcome == "ESCAPED"
 
 
 def test_paired_checks_refuse_different_items() -> None:
@@ -281,6 +319,16 @@ def test_require_maps_statuses_to_pytest_outcomes() -> None:
     require(check("drift", ev, Thresholds()))  # a pass returns
 
 
+def test_require_passes_an_inconclusive_check_with_a_warning_that_says_why() -> None:
+    ev = _evidence(_yes_no(20), lambda i, it: _right(it), lambda i, it: _right(it))
+    inconclusive = check("recovery", ev, Thresholds())
+    assert inconclusive.status == "inconclusive"
+    with pytest.warns(GateInconclusive, match=r"variant on zoo_yes_no: recovery INCONCLUSIVE: .*items would"):
+        require(inconclusive)
+    with pytest.warns(GateInconclusive):
+        require(inconclusive, expect="fail")  # a known-broken model's inconclusive check is no catch, no failure
+
+
 def test_report_summary_has_one_row_per_case_and_the_tally() -> None:
     task = _yes_no(32)
     verdicts = (
@@ -296,6 +344,23 @@ def test_report_summary_has_one_row_per_case_and_the_tally() -> None:
     assert "accuracy 1.00" in lines[2] and "PASS" in lines[2]
     assert "accuracy undefined" in lines[3] and "CAUGHT" in lines[3] and "empty" in lines[3]
     assert "PASS 1, CAUGHT 1 of 2 (model, task) on cpu; OK" in text
+
+
+def test_an_inconclusive_row_keeps_the_run_green_and_names_its_checks() -> None:
+    task = _yes_no(32)
+    healthy = verdict(_evidence(task, lambda i, it: _right(it), lambda i, it: _right(it)), Thresholds())
+    strict = verdict(_evidence(task, lambda i, it: _right(it), lambda i, it: _right(it)),
+                     Thresholds(require_power=True))
+    report = gate_module.GateReport((healthy,), {"total": 1.0}, "cpu", "run alpha 0.05 over 3 models (0.017 each)")
+    text = report.summary()
+    assert report.ok and report.exit_code == 0
+    row = text.splitlines()[2]
+    assert "INCONCLUSIVE" in row and "(inconclusive: recovery)" in row and "(drop <= " in row
+    assert "INCONCLUSIVE 1 of 1 (model, task) on cpu; OK" in text
+    assert "models: INCONCLUSIVE 1; run alpha 0.05 over 3 models (0.017 each)" in text
+    red = gate_module.GateReport((healthy, strict), {"total": 1.0}, "cpu")
+    assert not red.ok and red.exit_code == 1 and "underpowered" in red.summary().splitlines()[3]
+    assert "INCONCLUSIVE 1, FAIL 1 of 2 (model, task) on cpu; NOT OK" in red.summary()
 
 
 def test_summary_is_what_the_snapshot_keeps() -> None:

@@ -145,6 +145,21 @@ def test_seed_example_lists_the_reports_models() -> None:
     assert m.thresholds("base_gptq_w4g64", "openmath").max_slowdown == 6.0
 
 
+def test_seed_example_asks_on_cuda_for_the_items_its_plan_needs() -> None:
+    """Its comment's promise: the GPU limits reach the counts the plan asks for (a 5-point drop at 90% power at a
+    10% disagreement, and each floor), so its verdicts can settle; require_power stays off (ARC-Challenge's 1,172
+    test items are fewer than require_power would need)."""
+    from evalkit.gate.decisions import plan_lines
+
+    m = load(REPO / "docs" / "examples" / "seed_models.toml")
+    assert plan_lines(m, "cuda") == []
+    assert plan_lines(m, "cpu")  # the 100-item CPU smoke run is far below: the plan says so
+    assert not any(m.thresholds(c.model, c.task).require_power for c in m.cases())
+    strict = loads((REPO / "docs" / "examples" / "seed_models.toml").read_text().replace(
+        "[thresholds]", "[thresholds]\nrequire_power = true"), root=REPO / "docs" / "examples")
+    assert any(line.startswith("arc_challenge: 1,172 items asked") for line in plan_lines(strict, "cuda"))
+
+
 def test_fixture_zoo_manifest_gates_every_zoo_model_and_expects_the_broken_ones_to_fail() -> None:
     from evalkit import zoo
 

@@ -130,6 +130,9 @@ def test_csv_has_one_row_per_model_and_task(table):
     assert flood["value"] == "" and flood["value_reason"].startswith("no answer extracted from any of the 24")
     assert flood["diag_special_tokens_only"] == "24" and flood["compliance"] == "0"
     assert flood["trivial_baseline"] == "0.458333" and flood["status"] == "fail"  # 11 of 24 span items unanswerable
+    assert flood["inconclusive"] == ""
+    parent = next(r for r in data if r["model"] == "parent" and r["task"] == "zoo_yes_no")
+    assert parent["status"] == "inconclusive" and parent["inconclusive"].startswith("compliance: compliance 0.875")
     assert float(flood["kl_mean"]) == 18.5
     gptq = next(r for r in data if r["model"] == "parent_gptq_w4g64" and r["task"] == "zoo_yes_no")
     assert gptq["method"] == "gptq" and gptq["weight_bits"] == "4" and gptq["parent"] == "parent"
@@ -155,7 +158,10 @@ def test_paired_comparison_is_the_gates_test_on_the_samples(run_dir):
 def test_method_rows_group_models_and_read_status_format_and_speed(table):
     methods = {m.method: m for m in method_rows(table)}
     assert list(methods) == ["none", "gptq", "broken"]
-    assert methods["none"].status == "✅ Working (2/2 pass)"
+    # 24 items: the parent's 21/24 compliance sits in the floor's zone, the variant's 3 lost items cannot tell a
+    # 5-point drop from none: inconclusive, and not "broken"
+    assert methods["none"].status == "✅ Working (0/2 pass, 2 inconclusive: compliance, baseline)"
+    assert methods["gptq"].status == "✅ Working (0/2 pass, 2 inconclusive: compliance, recovery, baseline)"
     assert methods["broken"].status.startswith("❌ Broken (2/2 fail: special_tokens_only")
     assert methods["broken"].answer_format == "❌ Empty responses (special tokens only) (0% boxed)"
     assert methods["gptq"].answer_format.startswith("✅ Proper")  # the gate's compliance check passed at n=24
@@ -178,7 +184,10 @@ def test_answer_format(compliance, diagnoses, passed, expected):
 def test_markdown_reproduces_the_seed_method_table_and_explains_failures(run_dir):
     text = markdown(load_run(run_dir))
     assert "| Method | Weight bits | Status | Answer format | Speed (s/sample) | Models |" in text
-    assert re.search(r"\| GPTQ \(post-training\) \| 4 \| ✅ Working \(2/2 pass\) \|", text)
+    assert re.search(r"\| GPTQ \(post-training\) \| 4 \| ✅ Working \(0/2 pass, 2 inconclusive: ", text)
+    assert "❔ inconclusive: compliance, recovery, baseline" in text  # the per-row status names the checks
+    assert "## Inconclusive" in text  # and each one's reason, with the items that would settle it
+    assert re.search(r"- `parent_gptq_w4g64` on zoo_yes_no: recovery: drop 12.5 pts .*~[\d,]+ items would", text)
     assert ("<details><summary><code>parent_eos_flood</code> on zoo_yes_no: special_tokens_only, trivial_baseline "
             "(eos logit flooded)</summary>") in text
     assert "compliance FAIL - special_tokens_only" in text
@@ -194,6 +203,7 @@ def test_html_is_self_contained_with_every_chart(run_dir, tmp_path):
     page = paths.html.read_text()
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     assert "<script" not in page and "<link" not in page and "@import" not in page
+    assert "<h2>Inconclusive</h2>" in page and "class='warn'><span title='compliance: compliance 0.875" in page
     assert not re.findall(r"(?:src|href)\s*=", page)  # nothing to fetch
     assert set(re.findall(r"https?://[^'\"\s]+", page)) == {"http://www.w3.org/2000/svg"}  # the SVG namespace
     for title in ("zoo_yes_no: accuracy", "zoo_span: f1", "zoo_span: diagnoses", "top-1 agreement with the parent",
