@@ -122,12 +122,13 @@ def _run_gate(manifest: Manifest, cases: Sequence[Case], *, device: str | None, 
     bar = tqdm(total=len({(c.model, c.task) for c in cases}), unit="eval", desc="evaluating", file=sys.stderr,
                disable=True if quiet else not sys.stderr.isatty(), dynamic_ncols=True)
     sink = None if verbose else io.StringIO()
+    terminal = sys.stderr  # now: the capture swaps sys.stderr process-wide, and served slots log from threads
 
     def log(message: str) -> None:  # not a terminal (CI logs): one line per step instead of a bar
         if sink is not None:
             sink.write(f"evalkit: {message}\n")
         if bar.disable and not quiet:
-            print(message, file=sys.stderr, flush=True)
+            print(message, file=terminal, flush=True)
 
     def progress(model: str, task: str) -> None:
         bar.update(1)
