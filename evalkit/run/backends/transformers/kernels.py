@@ -68,12 +68,18 @@ def _fq_int8(x: Any, c: Any) -> Any:
     return fake_quant_int8_token(x, c)
 
 
-def _compiled(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    if name not in _COMPILED:
+def _compiled(name: str, fn: Callable[..., Any], *args: Any) -> Callable[..., Any]:
+    """`fn` compiled once per kernel and argument dtypes, each on its own copy of `fn`'s code object: dynamo keeps
+    its cache and its recompile limit (8) per code object, and one gate process meets many models (bf16 parents,
+    fp32 re-saves, int8 activations); sharing one code object ran out of recompiles after a few models, and every
+    later model lost its fused kernels mid-run."""
+    key = f"{name}[{','.join(str(getattr(a, 'dtype', type(a).__name__)) for a in args)}]"
+    if key not in _COMPILED:
         import torch
 
-        _COMPILED[name] = torch.compile(fn, dynamic=True, fullgraph=True)
-    return _COMPILED[name]
+        copy = types.FunctionType(fn.__code__.replace(), fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__)
+        _COMPILED[key] = torch.compile(copy, dynamic=True, fullgraph=True)
+    return _COMPILED[key]
 
 
 def _run(name: str, fn: Callable[..., Any], *args: Any) -> Any:
@@ -81,7 +87,7 @@ def _run(name: str, fn: Callable[..., Any], *args: Any) -> Any:
     recompile asked for during graph capture (`Fusions.capturing` forbids it) or the recompile limit reached."""
     if name not in _BROKEN:
         try:
-            return _compiled(name, fn)(*args)
+            return _compiled(name, fn, *args)(*args)
         except Exception as err:  # noqa: BLE001 - raised before the compiled code launches anything
             _BROKEN[name] = f"{type(err).__name__}: {str(err).splitlines()[0][:100]}"
     return fn(*args)
@@ -162,7 +168,7 @@ class Fusions:
             def quant_check(b: int) -> bool:
                 x = randn(b, 3, 256)
                 x[0, 0] = 0  # a row of zeros: the eps branch
-                return _same(fake_quant_int8_token(x, c), _compiled("fq_int8", _fq_int8)(x, c))
+                return _same(fake_quant_int8_token(x, c), _compiled("fq_int8", _fq_int8, x, c)(x, c))
             checks["int8_quant"] = quant_check
         with inductor_exact(), torch.inference_mode():
             for name, run in checks.items():
