@@ -9,8 +9,9 @@ True
 
 from __future__ import annotations
 
-__all__ = ["CLIError", "ConfigError", "CycleError", "DriftError", "EvalkitError", "GateError", "ManifestError", "ModelLoadError",
-           "QuantizationError", "RunError", "TaskError", "UnknownNameError", "ZooError"]
+__all__ = ["BackendError", "CLIError", "ConfigError", "CycleError", "DriftError", "EvalkitError", "GateError",
+           "ManifestError", "ModelLoadError", "QuantizationError", "RequestError", "RunError", "ServerStartError",
+           "TaskError", "UnknownNameError", "ZooError"]
 
 
 class EvalkitError(Exception):
@@ -67,3 +68,26 @@ class ConfigError(EvalkitError, ValueError):
 
 class CLIError(EvalkitError):
     """A bad command line that argparse cannot see (e.g. a model name used twice); printed as one line."""
+
+
+# --- issue 16: the serving backends (evalkit.run.backends.openai, evalkit.run.backends.vllm) -----------------------
+
+
+class BackendError(EvalkitError):
+    """A serving backend cannot produce generations: the message names the server, the model or the request."""
+
+
+class RequestError(BackendError):
+    """A request failed for good (after its retries, or at once for a client error): names server, item, status, body."""
+
+
+class ServerStartError(BackendError):
+    """A server could not be started or did not become ready: names the command, the log file and its last lines.
+
+    `refused`: the server process exited while starting (the engine refused the checkpoint, e.g. a quantization
+    scheme it has no kernel for), as opposed to an interpreter that is missing or a server that never got ready.
+    """
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused

@@ -20,6 +20,7 @@ from evalkit.data.tasks import Task, load_task
 from evalkit.errors import CLIError, EvalkitError
 from evalkit.gate.manifest import (DEFAULT_MANIFEST, ZOO_SCHEME, Case, GateSettings, Manifest, ModelSpec, TaskEntry,
                                    load)
+from evalkit.gate import serving
 from evalkit.gate.preflight import check_manifest, check_model_name, check_run, check_tasks
 from evalkit.gate.render import GateReport
 from evalkit.gate.runner import Gate, select_cases
@@ -138,12 +139,13 @@ def _progress(total: int, quiet: bool, verbose: bool
     bar = tqdm(total=total, unit="eval", desc="evaluating", file=sys.stderr,
                disable=True if quiet else not sys.stderr.isatty(), dynamic_ncols=True)
     sink = None if verbose else io.StringIO()
+    terminal = sys.stderr  # now: the capture swaps sys.stderr process-wide, and served slots log from threads
 
     def log(message: str) -> None:  # not a terminal (CI logs): one line per step instead of a bar
         if sink is not None:
             sink.write(f"evalkit: {message}\n")
         if bar.disable and not quiet:
-            print(message, file=sys.stderr, flush=True)
+            print(message, file=terminal, flush=True)
 
     def progress(model: str, task: str) -> None:
         bar.update(1)
@@ -209,10 +211,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 2 if errors else 0
 
 
+def _require_engines(m: Manifest, cases: Sequence[Case]) -> None:
+    """A gate that needs vLLM servers and has no vLLM interpreter is a setup error (one line, exit 2), not one
+    backend_error per model (issue 16)."""
+    if any(serving.backend_of(m, name) == "vllm" for name in m.with_ancestors([c.model for c in cases])):
+        from evalkit.run.backends.vllm import VLLMConfig, unavailable
+
+        reason = unavailable(VLLMConfig(python=m.backends.vllm.python))
+        if reason:
+            raise CLIError(f"backend vllm: {reason} (or gate with --backend transformers)")
+
+
 def cmd_gate(args: argparse.Namespace) -> int:
-    m = load(Path(args.zoo) if args.zoo else DEFAULT_MANIFEST)
+    m = serving.override(load(Path(args.zoo) if args.zoo else DEFAULT_MANIFEST), backend=args.backend,
+                         vllm_python=args.vllm_python, servers=args.servers, base_urls=args.base_url)  # issue 16
     device = check_run(m, args.device)
     cases = select_cases(m, args.model)
+    _require_engines(m, cases)
     check_tasks(m, limit=args.limit, device="cuda" if device.startswith("cuda") else "cpu")
     out = None if args.out == "" else Path(args.out or "runs/gate")
     if out is not None:

@@ -151,6 +151,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="run name shown in reports")
     p.add_argument("--report", action="store_true", help="also write the CSV, Markdown and HTML reports")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    # issue 16: the serving backends (docs/gate.md, "Serving backends"); each overrides the manifest
+    s = p.add_argument_group("serving backends")
+    s.add_argument("--backend", choices=("transformers", "vllm", "openai"), default=None,
+                   help="gate every model with this backend (default: the manifest's [gate] and per-model backend)")
+    s.add_argument("--vllm-python", default=None, metavar="PYTHON",
+                   help="interpreter with vLLM ([backends.vllm] python; default $EVALKIT_VLLM_PYTHON, else "
+                        ".evalkit/vllm-venv built by scripts/setup_vllm_venv.sh)")
+    s.add_argument("--servers", type=_positive, default=None, metavar="N",
+                   help="vLLM servers at once, the models spread over them ([backends.vllm] servers)")
+    s.add_argument("--base-url", action="append", default=[], metavar="URL",
+                   help="an OpenAI-compatible server for backend openai, repeatable ([backends.openai] base_urls)")
     p.set_defaults(handler=cmd_gate)
 
     p = sub.add_parser("quantize", help="quantize a model with a named recipe",

@@ -193,8 +193,9 @@ def _drift(ev: Evaluated, th: Thresholds) -> CheckResult:
             broken.append(label)
     layer = ("none" if d.first_divergent_layer is None else f"model.layers.{d.first_divergent_layer}")
     numbers = (f"{', '.join(parts)} over {d.n_tokens} response tokens of {d.n_sequences} parent responses; "
-               f"first diverging layer: {layer} (hidden-state cosine < {d.threshold:g}), largest drop at "
-               f"{'none' if d.largest_drop_layer is None else f'model.layers.{d.largest_drop_layer}'}")
+               + (getattr(d, "note", "") or  # issue 16: drift through a server (TopKDrift) sees no hidden states
+                  f"first diverging layer: {layer} (hidden-state cosine < {d.threshold:g}), largest drop at "
+                  f"{'none' if d.largest_drop_layer is None else f'model.layers.{d.largest_drop_layer}'}"))
     if d.missing_layers:
         numbers += f"; {d.missing_layers}"
     values = {"kl_mean": d.kl_mean, "kl_p99": d.kl_p99, "top1_agreement": d.top1_agreement,
@@ -238,8 +239,10 @@ def _finite(ev: Evaluated, th: Thresholds) -> CheckResult:
     if not _all_finite({k: v for k, v in timings.items() if isinstance(v, float)}):
         found.append(f"timings {timings}")
     if not found:
-        return CheckResult("finite", ev.model, ev.task, "pass", "weights, logits, hidden states, metrics and timings"
-                           " are finite" if ev.drift is not None else "metrics and timings are finite")
+        seen = ("server logprobs, metrics and timings" if getattr(ev.drift, "note", "") else  # issue 16: served
+                "weights, logits, hidden states, metrics and timings" if ev.drift is not None else
+                "metrics and timings")
+        return CheckResult("finite", ev.model, ev.task, "pass", f"{seen} are finite")
     values = {"nonfinite": ev.drift.nonfinite if ev.drift is not None else "",
               "nonfinite_weights": list(ev.drift.nonfinite_weights) if ev.drift is not None else []}
     return CheckResult("finite", ev.model, ev.task, "fail", "; ".join(found), diagnosis="non_finite", values=values)

@@ -37,6 +37,7 @@ from evalkit.core import paths
 from evalkit.core.decision import Criteria, Weights
 from evalkit.core.lineage import lineage, with_ancestors
 from evalkit.errors import CycleError, ManifestError
+from evalkit.gate import serving
 from evalkit.models.description import ZOO_SCHEME, ModelSpec
 
 __all__ = ["Case", "DEFAULT_MANIFEST", "GateSettings", "Manifest", "ManifestError", "ModelSpec", "TaskEntry",
@@ -133,6 +134,8 @@ class GateSettings:
     golden: int = 2  # golden greedy responses per (model, task) kept in snapshots
     drift_limit: int | None = None  # parent responses per task that drift is computed on (None: all)
     seed: int = 0  # item sampling seed for limits
+    backend: str = "transformers"  # issue 16: the engine of every model without its own (evalkit.gate.serving)
+    drift_k: int = 20  # issue 16: top-k prompt logprobs of drift through a server (-1: the whole vocabulary)
     run_alpha: float | None = 0.05  # probability that a run of sound models is red: each of the manifest's M models
     # is decided at run_alpha / M (None, "none" in TOML: each model at its thresholds' alpha)
     weights: Weights = Weights()  # [gate.weights]: each check's share of a model's alpha
@@ -155,6 +158,10 @@ class GateSettings:
             raise ValueError(f"drift_limit must be >= 1, got {self.drift_limit}")
         if self.golden < 0:
             raise ValueError(f"golden must be >= 0, got {self.golden}")
+        if self.backend not in serving.BACKEND_NAMES:
+            raise ValueError(f"backend must be one of {', '.join(serving.BACKEND_NAMES)}, got {self.backend!r}")
+        if self.drift_k < 1 and self.drift_k != -1:
+            raise ValueError(f"drift_k must be >= 1 (or -1: the whole vocabulary), got {self.drift_k}")
         if self.run_alpha is not None and not 0.0 < self.run_alpha < 1.0:
             raise ValueError(f"run_alpha must be in (0, 1) or \"none\", got {self.run_alpha!r}")
 
@@ -201,6 +208,7 @@ class Manifest:
     tasks: Mapping[str, TaskEntry]
     models: Mapping[str, ModelSpec]
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    backends: serving.Backends = field(default_factory=serving.Backends)  # issue 16: [backends.vllm], [backends.openai]
 
     def cases(self) -> list[Case]:
         """Every (model, task) to check, parents first, in manifest order within each generation."""
@@ -236,8 +244,9 @@ class Manifest:
 _THRESHOLD_KEYS = {f.name: f.type for f in dataclasses.fields(Thresholds)}
 _GATE_KEYS = {f.name for f in dataclasses.fields(GateSettings)}
 _TASK_KEYS = {"source", "limit", "gpu_limit", "metric", "thresholds"}
-_MODEL_KEYS = {"path", "parent", "base", "dtype", "tasks", "expect", "diagnosis", "symptoms", "note", "thresholds"}
-_TOP_KEYS = {"gate", "thresholds", "tasks", "models"}
+_MODEL_KEYS = {"path", "parent", "base", "dtype", "tasks", "expect", "diagnosis", "symptoms", "note", "thresholds",
+               *serving.MODEL_KEYS}
+_TOP_KEYS = {"gate", "thresholds", "tasks", "models", "backends"}
 
 
 def load(path: str | os.PathLike[str]) -> Manifest:
@@ -276,7 +285,9 @@ def loads(text: str, *, root: str | os.PathLike[str] = ".", source: str = "<mani
         raise ManifestError(f"{source}: no [models.<name>] table; a manifest needs at least one model")
     models = {name: _model(name, body, root, tasks, where) for name, body in models_table.items()}
     _check_parents(models, tuple(tasks), where)
-    manifest = Manifest(source=source, gate=gate, tasks=tasks, models=models, defaults=defaults)
+    backends = serving.parse_backends(data.get("backends", {}), source, root)  # issue 16
+    serving.check(gate.backend, gate.drift_k, models, backends, source)
+    manifest = Manifest(source=source, gate=gate, tasks=tasks, models=models, defaults=defaults, backends=backends)
     alphas: dict[str, set[float]] = {}
     for case in manifest.cases():  # every combination must build valid thresholds
         try:
@@ -345,7 +356,7 @@ def _gate(body: Any, where: _Where) -> GateSettings:
     where.keys(body, _GATE_KEYS, "[gate]")
     kw: dict[str, Any] = {}
     for key, value in body.items():
-        if key in ("device", "dtype", "decoder"):
+        if key in ("device", "dtype", "decoder", "backend"):
             kw[key] = where.typed(value, str, "[gate]", key)
         elif key == "cache":
             kw[key] = Path(where.typed(value, str, "[gate]", key))
@@ -426,6 +437,7 @@ def _model(name: str, body: Any, root: Path, tasks: Mapping[str, TaskEntry], whe
                                 f"(the names: {paths.doc('gate.md')})")
     kw["diagnosis"], kw["symptoms"] = diagnosis, symptoms
     kw["thresholds"] = _thresholds(body.get("thresholds", {}), where, f"[models.{name}.thresholds]")
+    kw |= serving.model_fields(body, where.source, table)  # issue 16: backend, base_urls, served_name
     return ModelSpec(**kw)
 
 

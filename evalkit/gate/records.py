@@ -7,8 +7,10 @@ could not be computed) are `Failure` records with fields, never strings parsed b
 
 from __future__ import annotations
 
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from evalkit.core.extract import Diagnosis
@@ -21,7 +23,8 @@ if TYPE_CHECKING:  # the engine and drift load with the first evaluation, not wi
     from evalkit.run.drift import DriftResult
     from evalkit.run.engine import TaskResult
 
-__all__ = ["CheckResult", "Evaluated", "Evidence", "Failure", "LABELS", "OK_OUTCOMES", "OUTCOMES", "Status", "Verdict", "explain"]
+__all__ = ["CheckResult", "Evaluated", "Evidence", "Failure", "LABELS", "OK_OUTCOMES", "OUTCOMES", "Status", "Verdict", "explain",
+           "where"]
 
 Status = Literal["pass", "inconclusive", "fail", "skip"]
 """A check's outcome. inconclusive: a statistical check whose data cannot tell the problem it must see from none
@@ -59,6 +62,13 @@ LABELS = {
     "chat_template_mismatch": "the chat template differs from the parent's: the model is asked in another format",
     "generation_config_mismatch": "generation_config.json differs from the parent's (eos, pad, bos or sampling "
                                   "defaults)",
+    # issue 16: models gated through a server (evalkit.gate.served)
+    "engine_refused": "the serving engine refused the checkpoint: its server exited while starting (e.g. no kernel "
+                      "for its quantization scheme); the engine's own error is quoted",
+    "backend_error": "the serving backend failed: the server did not become ready, or a request failed for good",
+    "backend_mismatch": "parent and variant are gated by different kinds of backend, whose next-token "
+                        "distributions do not compare",
+    "no_prompt_logprobs": "the servers speak the plain OpenAI API, which has no prompt logprobs to compute drift from",
 }
 """Diagnoses a check can name besides `evalkit.core.extract.Diagnosis` values, with their one-line explanations."""
 
@@ -241,6 +251,12 @@ class Verdict:
                 "expect": self.expect, "expected": list(self.expected), "diagnosis": self.diagnosis,
                 "diagnoses": list(self.diagnoses), "checks": checks, "summary": dict(self.summary)}
         return json.loads(json.dumps(data, default=str))  # what JSON cannot hold, as its string
+
+
+def where(err: BaseException) -> str:
+    """Where an unexpected exception was raised (`Failure.where`), e.g. "at engine.py:212"."""
+    tb = traceback.extract_tb(err.__traceback__)
+    return f"at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else "no traceback"
 
 
 def explain(label: str) -> str:

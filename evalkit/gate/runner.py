@@ -12,7 +12,6 @@ import dataclasses
 import os
 import sys
 import time
-import traceback
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -25,6 +24,8 @@ from evalkit.gate.checks import CHECKS, check
 from evalkit.gate.decisions import alpha_note, decide_alone, decide_model, plan_lines
 from evalkit.gate.manifest import Case, Manifest, Thresholds, load
 from evalkit.gate.records import Evidence, Failure, Verdict
+from evalkit.gate.records import where as _where
+from evalkit.gate.served import Serving
 from evalkit.models.artifacts import Difference
 from evalkit.gate.render import GateReport
 from evalkit.gate.summary import golden, summarize
@@ -96,6 +97,7 @@ class Gate:
         self._decisions: dict[str, ModelDecision] = {}
         self._identities: dict[str, dict[str, str]] = {}
         self._cache: Cache | None = None
+        self.served = Serving(self)  # issue 16: the models of a serving backend (vllm, openai; evalkit.gate.served)
         self._started = time.perf_counter()
 
     # -- public ----------------------------------------------------------------------------------------------------
@@ -194,6 +196,7 @@ class Gate:
             self.log(f"plan: {line}")
         cases = list(cases or self.manifest.cases())
         with self._helping(cases) as helped:
+            self.served.run([c.model for c in cases])  # issue 16: served models over their slots, parents first
             if helped:
                 self._evaluate_ready_first(cases)
             verdicts = tuple(self.verdict(c.model, c.task) for c in cases)
@@ -235,8 +238,9 @@ class Gate:
 
         spawn = multiprocessing.get_context("spawn")
         stop = spawn.Event()
+        local = [m for m in plan[::-1] if not self.served.serves(m)]  # served models generate in their servers
         worker = spawn.Process(target=_helper, daemon=True,
-                               args=(self.manifest, self.device, self.limit, prebuild_order(names), plan[::-1], stop))
+                               args=(self.manifest, self.device, self.limit, prebuild_order(names), local, stop))
         worker.start()
         try:
             yield True
@@ -309,11 +313,17 @@ class Gate:
         """Evaluate `model` on all its tasks (and drift against its parent) unless done already."""
         if model in self._model_errors or all((model, t) in self._results for t in self._tasks_of(model)):
             return
+        if self.served.serves(model):  # its whole family at once, so each parent's server is up for its variants
+            root = self.manifest.root_of(model)
+            self.served.run([m for m in self.manifest.models if self.manifest.root_of(m) == root])
+            return
         spec = self.manifest.models[model]
         if spec.parent is not None:
             self._process(spec.parent)
         loaded = self._load(model)
-        parent = self._load(spec.parent) if loaded is not None and spec.parent is not None else None
+        served_parent = spec.parent is not None and self.served.serves(spec.parent)  # issue 16: no weights here
+        parent = self._load(spec.parent) if loaded is not None and spec.parent is not None and not served_parent \
+            else None
         if loaded is not None and parent is not None:  # before any generation: the cheap root causes first
             self._compare_artifacts(model, loaded, parent)
         for t in self._tasks_of(model):
@@ -321,17 +331,21 @@ class Gate:
             self._results[(model, t)] = result
             self.progress(model, t)
         if loaded is not None and spec.parent is not None and spec.parent not in self._model_errors:
-            parent = self._load(spec.parent)
+            parent = None if served_parent else self._load(spec.parent)
             for t in self._tasks_of(model):
-                self._drift[(model, t)] = self._compute_drift(model, loaded, parent, spec.parent, t)
+                self._drift[(model, t)] = Failure("backend_mismatch", f"{spec.parent} is gated through a server and "
+                                                  f"{model} by the transformers backend: drift compares one engine's "
+                                                  "distributions") if served_parent else \
+                    self._compute_drift(model, loaded, parent, spec.parent, t)
         self.on_model(model)
 
-    def _compare_artifacts(self, model: str, loaded: LoadedModel, parent: LoadedModel) -> None:
+    def _compare_artifacts(self, model: str, loaded: Any, parent: Any) -> None:
         """Differences from the parent's artifacts, per task: the model's own (tokenizer, template, generation
-        config, architecture), then the first item whose rendered prompt differs."""
+        config, architecture), then the first item whose rendered prompt differs. `loaded`, `parent`: LoadedModels,
+        or a served model's `ServedModel` (its config and generation config stand in for the weights')."""
         from evalkit.models.artifacts import compare, compare_prompts, describe
 
-        own = compare(describe(loaded.model, loaded.tokenizer), describe(parent.model, parent.tokenizer))
+        own = compare(*(describe(m.model if m.model is not None else m, m.tokenizer) for m in (loaded, parent)))
         for t in self._tasks_of(model):
             task = self._task(t)
             prompts = None
@@ -402,11 +416,9 @@ class Gate:
         theirs = self._results.get((parent_name, task))
         if parent is None or not isinstance(theirs, TaskResult):
             return None
-        differences = self._artifacts.get((model, task), ())
-        vocab = next((d for d in differences if d.diagnosis == "tokenizer_mismatch" and d.detail.startswith("vocab")),
-                     None)
-        if vocab is not None:  # next-token distributions over other vocabularies do not compare
-            return Failure("tokenizer_mismatch", f"{model} and {parent_name} have different vocabularies ({vocab.detail})")
+        vocab = self._vocabulary_mismatch(model, parent_name, task)
+        if vocab is not None:
+            return vocab
         started = time.perf_counter()
         try:
             seqs = teacher_from_generations(parent.tokenizer, theirs.run.generations[: self.manifest.gate.drift_limit],
@@ -419,6 +431,17 @@ class Gate:
             return Failure("drift_error", f"{type(err).__name__}: {err}", where=_where(err))
         finally:
             self.timings["drift"] += time.perf_counter() - started
+
+
+    def _vocabulary_mismatch(self, model: str, parent_name: str, task: str) -> Failure | None:
+        """Why drift is not computed when the artifacts check found other vocabularies (their next-token
+        distributions do not compare), else None."""
+        differences = self._artifacts.get((model, task), ())
+        vocab = next((d for d in differences if d.diagnosis == "tokenizer_mismatch" and d.detail.startswith("vocab")),
+                     None)
+        if vocab is None:
+            return None
+        return Failure("tokenizer_mismatch", f"{model} and {parent_name} have different vocabularies ({vocab.detail})")
 
 
 def _helper(manifest: Manifest, device: str, limit: int | None, builds: Sequence[str], models: Sequence[str],
@@ -440,9 +463,6 @@ def _helper(manifest: Manifest, device: str, limit: int | None, builds: Sequence
     Gate(manifest, device=device, limit=limit).fill_cache(models, stop=stop.is_set)
 
 
-def _where(err: BaseException) -> str:
-    tb = traceback.extract_tb(err.__traceback__)
-    return f"at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else "no traceback"
 
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from evalkit.gate.manifest import Thresholds
 from evalkit.gate.records import CheckResult, Evaluated
+from evalkit.gate.serving import engine_note
 
 MIN_TIMED_SECONDS = 1.0  # a parent run shorter than this is too short to time against (runs without phase timings)
 MIN_TIMED_TOKENS = 4  # fewer output tokens per reply than this (an eos flood) time the prompts, not decoding
@@ -36,6 +37,7 @@ def speed(ev: Evaluated, th: Thresholds) -> CheckResult:
     slowdown = ratios[phase]
     scope = " (each model's fastest task)" if ev.speed is not None else ""
     numbers = f"{'; '.join(parts)}{scope}; alarm at {th.max_slowdown:g}x on {where}"
+    numbers += engine_note(ev.result.throughput())  # issue 16: a served model's figures are the engine's
     values = {"slowdown": slowdown, "phase": phase, **{f"{k}_slowdown": v for k, v in ratios.items()},
               "prefill_s_per_token": mine.prefill_s_per_token, "decode_s_per_row": mine.decode_s_per_row,
               "parent_prefill_s_per_token": theirs.prefill_s_per_token,

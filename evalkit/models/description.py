@@ -62,6 +62,10 @@ class ModelSpec:
     symptoms: tuple[str, ...] = ()  # with expect="fail": further diagnoses its checks may fail with (not a catch)
     note: str = ""  # free text, shown in reports (e.g. how the broken variant was made)
     thresholds: Mapping[str, Any] = field(default_factory=dict)
+    # issue 16: the engine that gates it (None: the gate's) and, for backend "openai", the servers already running it
+    backend: str | None = None
+    base_urls: tuple[str, ...] = ()
+    served_name: str | None = None  # the model's name on those servers (None: the one model they serve)
     # what the folder says (`describe`): the report-facing description
     method: str = "none"  # a key of METHOD_LABELS
     weight_bits: int | None = None  # 16 for bf16/fp16 weights, 4 for GPTQ w4 / nf4, ...

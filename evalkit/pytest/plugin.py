@@ -17,7 +17,8 @@ The same holds for a project's own tests *beside* a gate: only the gate's own CU
 test of the project's that happens to carry a marker called ``gpu``.
 
 Options: ``--zoo PATH``, ``--gate-limit N`` (items per task, overriding the manifest), ``--gate-device
-cpu|cuda|both`` (which flavours to collect; default: the manifest's ``device``, both for ``auto``). Ini keys: ``gate``
+cpu|cuda|both`` (which flavours to collect; default: the manifest's ``device``, both for ``auto``),
+``--gate-backend transformers|vllm|openai`` (every model's engine, overriding the manifest's). Ini keys: ``gate``
 (above) and ``gate_snapshots = FOLDER`` (the gate's snapshot file goes there instead of beside the manifest).
 
 Fixtures: ``gate_case`` (every (model, task) of the manifest), ``variant_case`` (those with a parent), ``broken_case``
@@ -81,6 +82,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--gate-device", choices=("cpu", "cuda", "both"), default=None,
                     help="collect the gate's CPU tests, its CUDA tests (marker gpu), or both (default: the "
                          "manifest's device; both for auto)")
+    group.addoption("--gate-backend", choices=("transformers", "vllm", "openai"), default=None,  # issue 16
+                    help="gate every model with this backend (default: the manifest's); served models run without "
+                         "-n (each xdist worker would start its own servers)")
     parser.addini("gate", "evalkit gate manifest collected by a plain `pytest` (relative to the ini file)",
                   type="string", default="")
     parser.addini("gate_snapshots", "folder of the gate's snapshots (default: __snapshots__ beside the manifest; "

@@ -20,6 +20,7 @@ import pytest
 
 from evalkit.errors import EvalkitError
 from evalkit.gate import manifest as manifest_lib
+from evalkit.gate import serving
 from evalkit.gate.decisions import alpha_note, plan_lines
 from evalkit.gate.preflight import check_manifest
 from evalkit.gate.render import render_summary
@@ -88,6 +89,9 @@ class GateSession:
         sure the manifest is collected when the run asks for the gate but its paths do not reach it."""
         try:
             m = manifest_lib.load(request.manifest)
+            backend = config.getoption("gate_backend", None)
+            if backend:  # issue 16: every model through this engine
+                m = serving.override(m, backend=backend)
             check_manifest(m)  # task, metric, diagnosis and zoo: names against their registries, devices, dtypes
         except EvalkitError as err:
             raise pytest.UsageError(f"{err} (asked for by {request.how})") from None
