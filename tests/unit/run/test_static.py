@@ -90,6 +90,18 @@ def test_quantized_fast_forwards_change_no_logit():
         assert torch.equal(before, during) and torch.equal(before, after), name
 
 
+def test_fused_kernels_compile_per_argument_dtype_on_their_own_code_object():
+    """Dynamo allows 8 recompiles per code object: one code object shared by every model of a gate ran out after a
+    few models (bf16, fp32, int8 inputs), and later models silently left the fast path (seen on an H200)."""
+    from evalkit.run.backends.transformers import kernels
+
+    f32, bf16 = torch.ones(2), torch.ones(2, dtype=torch.bfloat16)
+    a, b = (kernels._compiled("square", kernels._square, x) for x in (f32, bf16))
+    assert a is not b and kernels._compiled("square", kernels._square, torch.zeros(3)) is a
+    codes = [getattr(fn, "_torchdynamo_orig_callable", fn).__code__ for fn in (a, b)]  # what dynamo caches on
+    assert len({id(c) for c in codes}) == 2 and all(c is not kernels._square.__code__ for c in codes)
+
+
 # --- on a GPU ------------------------------------------------------------------------------------------------------
 
 
