@@ -24,7 +24,7 @@ __all__ = ["Fusions", "inductor_exact"]
 
 RMS_NORMS = ("Qwen3RMSNorm", "Qwen2RMSNorm", "LlamaRMSNorm", "MistralRMSNorm")  # w * (x * rsqrt(mean(x^2) + eps))
 ROPE_MODULES = ("qwen3", "qwen2", "llama", "mistral")  # modeling_<name>.apply_rotary_pos_emb: q*cos + rot(q)*sin
-_COMPILED: dict[str, Callable[..., Any]] = {}
+_COMPILED: dict[tuple[Any, ...], Callable[..., Any]] = {}  # (kernel, argument dtypes) -> compiled
 _BROKEN: dict[str, str] = {}  # fused kernel -> why it stopped being used (the eager ops run instead: same values)
 
 
@@ -73,7 +73,7 @@ def _compiled(name: str, fn: Callable[..., Any], *args: Any) -> Callable[..., An
     its cache and its recompile limit (8) per code object, and one gate process meets many models (bf16 parents,
     fp32 re-saves, int8 activations); sharing one code object ran out of recompiles after a few models, and every
     later model lost its fused kernels mid-run."""
-    key = f"{name}[{','.join(str(getattr(a, 'dtype', type(a).__name__)) for a in args)}]"
+    key = (name, *(getattr(a, "dtype", type(a)) for a in args))  # on the prefill's path: no string formatting
     if key not in _COMPILED:
         import torch
 
