@@ -9,8 +9,8 @@ rerun of an evaluation (speedup of the cache).
 
 gpu: a random model of Qwen3-0.6B's shape (hidden 1024, 28 layers, 16 heads, 8 kv heads, head_dim 128,
 intermediate 3072, vocab 151936) in bf16, 128-token prompts, exactly 128 new tokens (eos disabled): evalkit's
-CUDA-graph decoder per batch bucket (64, 256, 512, 1024), the same without one of its pieces (unfused kernels,
-flash varlen attention), batched eager, one at a time, torch.compile, and the peer measured in the same process:
+CUDA-graph decoder per batch bucket (64, 256, 512, 1024; Triton decode attention and kernels), the same without
+one of its pieces (unfused kernels, masked SDPA attention), batched eager, one at a time, torch.compile, and the peer measured in the same process:
 transformers' ``generate(cache_implementation="static")`` with its automatic compile; then the same model quantized
 with llmcompressor to compressed-tensors W8A8 (int8 weights, dynamic per-token int8 activations; also with the
 library's own forward) and W4A16 (int4 weights, group 128), saved, reloaded through evalkit.models.loading and timed
@@ -424,7 +424,8 @@ def _profile(backend: HFBackend, prompts: list[Prompt], out: Path, name: str) ->
     twin.eos_ids = backend.eos_ids
     twin._static = StaticDecoder(backend.model, twin.eos_ids, twin.pad_id, mode="static")
     if graph is not None:  # the graph decoder's own choices: attention path, fused kernels, quantized forwards
-        twin._static.varlen, twin._static.fusions, twin._static.quantized = graph.varlen, graph.fusions, graph.quantized
+        twin._static.attention, twin._static.fusions, twin._static.quantized = graph.attention, graph.fusions, \
+            graph.quantized
     cfg = GenerationConfig(max_new_tokens=8, batch_size=len(prompts), decoder="static")
     twin.generate(prompts, cfg)  # warm-up
     torch.cuda.synchronize()

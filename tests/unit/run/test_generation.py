@@ -15,6 +15,7 @@ from evalkit.run.generation import (
     Backend,
     Generation,
     GenerationConfig,
+    Prompt,
     eos_token_ids,
     render_prompts,
 )
@@ -146,6 +147,39 @@ def test_special_tokens_kept_in_raw_text_only(tiny):
     g = backend.generate(backend.render(_items(1), cfg), cfg).generations[0]
     ids = tok(g.raw_text, add_special_tokens=False)["input_ids"]
     assert tok.decode(ids, skip_special_tokens=True) == g.text
+
+
+def test_host_side_padding_and_decoding_are_the_per_row_ones(tiny):
+    """The batch-at-once left padding and decoding (written for batches of 1024 rows) against the per-row forms they
+    replaced: ragged and empty rows, special and added tokens, end tokens mid-row; and a tokenizer whose decode does
+    its own clean-up is decoded row by row."""
+    import random
+
+    _, tok = tiny
+    backend = HFBackend(tiny[0], tok)
+    rng = random.Random(0)
+    rows = [[rng.randrange(len(tok)) for _ in range(rng.randrange(0, 12))] for _ in range(40)] + [[]]
+    ids, mask = backend._left_pad(rows)
+    width = max(map(len, rows))
+    for row, got, m in zip(rows, ids.tolist(), mask.tolist(), strict=True):
+        assert got == [backend.pad_id] * (width - len(row)) + row and m == [0] * (width - len(row)) + [1] * len(row)
+    prompts = [Prompt(str(i), "", (1,), "plain") for i in range(len(rows))]
+    eos = set(backend.eos_ids)
+    assert any(eos & set(r[:-1]) for r in rows)  # some rows are cut before their end
+    for row, g in zip(rows, backend._records(prompts, rows), strict=True):
+        cut = next((k + 1 for k, t in enumerate(row) if t in eos), len(row))
+        assert g.token_ids == tuple(row[:cut]) and g.finish_reason == ("eos" if eos & set(row) else "length")
+        assert (g.raw_text, g.text) == (tok.decode(row[:cut]), tok.decode(row[:cut], skip_special_tokens=True))
+    from evalkit.run.backends.transformers import _batch_decodes
+
+    assert _batch_decodes(tok)
+    tok.clean_up_tokenization_spaces = True
+    try:
+        assert not _batch_decodes(tok)
+        assert backend._records(prompts, rows)[0].raw_text == tok.decode(rows[0][:next(
+            (k + 1 for k, t in enumerate(rows[0]) if t in eos), len(rows[0]))])
+    finally:
+        tok.clean_up_tokenization_spaces = False
 
 
 def test_throughput_counts_tokens():

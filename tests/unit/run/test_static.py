@@ -106,11 +106,42 @@ def test_fused_kernels_compile_per_argument_dtype_on_their_own_code_object():
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("attention", ["sdpa", "flash"])
+def test_triton_kernels_agree_with_eager_on_gpu():
+    """The hand-written kernels against the eager ops they replace, on shapes the probes do not use: rotary embedding
+    bit for bit, RMSNorm within `RMS_TOLERANCE` steps of its dtype, decode attention within bf16 rounding of SDPA."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    pytest.importorskip("triton")
+    from transformers.models.qwen3.modeling_qwen3 import Qwen3RMSNorm, apply_rotary_pos_emb
+
+    from evalkit.run.backends.transformers import decode_attention, triton_kernels
+    from evalkit.run.backends.transformers.kernels import _within_ulps
+
+    g = torch.Generator(device="cuda").manual_seed(1)
+
+    def randn(*shape):
+        return (torch.randn(shape, generator=g, device="cuda") * 4).to(torch.bfloat16)
+
+    q, k = randn(7, 33, 16, 64).transpose(1, 2), randn(7, 33, 4, 64).transpose(1, 2)
+    cos, sin = randn(7, 33, 64), randn(7, 33, 64)
+    for ours, eager in zip(triton_kernels.rope(q, k, cos, sin), apply_rotary_pos_emb(q, k, cos, sin), strict=True):
+        assert torch.equal(ours, eager)
+    norm = Qwen3RMSNorm(896, eps=1e-6).to("cuda", torch.bfloat16)
+    norm.weight.data = randn(896)
+    x = randn(3, 41, 896)
+    ours = triton_kernels.rms_norm(x, norm.weight, norm.variance_epsilon)
+    assert _within_ulps(ours, norm(x), triton_kernels.RMS_TOLERANCE)
+    assert not _within_ulps(ours, norm(x) * 1.05, triton_kernels.RMS_TOLERANCE)  # the bound does bind
+    assert decode_attention.check(torch.device("cuda"), torch.bfloat16, 14, 2, 64) is None
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("attention", ["triton", "sdpa", "flash"])
 @pytest.mark.parametrize("name", ["base", "openmath_SFT_LoRa64_NoQuant", "base_smoothquant_w8a8", "base_gptq_w4g64"])
 def test_cuda_graph_decoder_gives_eager_tokens_on_the_zoo(name, attention, monkeypatch):
-    """Both decode attentions (masked SDPA over buckets, the default; flash over the filled slots), on a parent, the
-    LoRA parent, W8A8 (activation quantization captured) and W4A16."""
+    """The three decode attentions (Triton over each row's attended slots, the default; masked SDPA over buckets;
+    flash varlen), with the Triton RMSNorm and rotary kernels, on a parent, the LoRA parent, W8A8 (activation
+    quantization captured) and W4A16."""
     if not torch.cuda.is_available():
         pytest.skip("needs CUDA")
     monkeypatch.setenv("EVALKIT_ATTENTION", attention)

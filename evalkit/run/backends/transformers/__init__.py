@@ -66,22 +66,44 @@ class HFBackend:
         results: dict[int, Generation] = {}
         device = next(self.model.parameters()).device
         log = PhaseLog()
+        pending: list[tuple[list[int], list[Prompt], Any, Any]] = []  # a batch whose tokens are not decoded yet
+
+        def decode_pending() -> None:
+            """The previous batch's text, while the device runs this batch's prefill (`StaticDecoder.generate`'s
+            `launched`): on an H200 at batch 1024 the host's share was 0.1 ms a sample, the device idle meanwhile."""
+            while pending:
+                idx, batch, tokens, done = pending.pop()
+                if done is not None:
+                    done.synchronize()  # that batch's copy only: the device's later work is queued behind it
+                results.update(zip(idx, self._records(batch, tokens.tolist()), strict=True))
+
+        batches = [order[b : b + config.batch_size] for b in range(0, len(order), config.batch_size)]
+        padded: dict[int, tuple[Any, Any]] = {}  # batch number -> its (ids, mask), made a batch ahead
+
+        def pad(k: int) -> None:
+            if k < len(batches) and k not in padded:
+                padded[k] = self._left_pad([prompts[i].token_ids for i in batches[k]])
+
         with torch.inference_mode():
-            for b in range(0, len(order), config.batch_size):
-                idx = order[b : b + config.batch_size]
+            for k, idx in enumerate(batches):
                 batch = [prompts[i] for i in idx]
-                input_ids, mask = self._left_pad([p.token_ids for p in batch], device)
+                pad(k)
+                input_ids, mask = (t.to(device) for t in padded.pop(k))
                 clock = StepClock(device.type)
                 if config.decoder == "eager":
+                    decode_pending()
                     new = self._generate_eager(input_ids, mask, config, clock)
                     computed = len(batch)
                 else:
+                    def launched(k: int = k) -> None:
+                        decode_pending()
+                        pad(k + 1)
                     decoder = self._static_decoder(config)
-                    new = decoder.generate(input_ids, mask, config.max_new_tokens, clock)
+                    new = decoder.generate(input_ids, mask, config.max_new_tokens, clock, launched=launched)
                     computed = decoder.ctx.batch if decoder.ctx is not None else len(batch)
-                for i, prompt, row in zip(idx, batch, new.tolist(), strict=True):
-                    results[i] = self._record(prompt, row)
+                pending.append((idx, batch, *_to_host(new)))
                 log.add(rows=computed, width=input_ids.shape[1], intervals=clock.intervals())
+            decode_pending()
         if device.type == "cuda":
             torch.cuda.synchronize()
         seconds = time.perf_counter() - start
@@ -93,17 +115,19 @@ class HFBackend:
 
     # -- internals ---------------------------------------------------------------------------------------------
 
-    def _left_pad(self, rows: Sequence[Sequence[int]], device: Any):
+    def _left_pad(self, rows: Sequence[Sequence[int]]) -> tuple[Any, Any]:
+        """(ids, mask) of the rows right-aligned in one host tensor (one fill, not one per row: 1024 rows took
+        14 ms). On a GPU the next batch's is made while the device runs this one's prefill."""
+        import itertools
+
         import torch
 
-        width = max(len(r) for r in rows)
+        lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)
+        width = int(lengths.max()) if len(rows) else 0
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for j, r in enumerate(rows):
-            if r:
-                ids[j, width - len(r) :] = torch.tensor(r, dtype=torch.long)
-                mask[j, width - len(r) :] = 1
-        return ids.to(device), mask.to(device)
+        filled = torch.arange(width)[None, :] >= (width - lengths)[:, None]  # row-major order = the rows' order
+        ids[filled] = torch.tensor(list(itertools.chain.from_iterable(rows)), dtype=torch.long)
+        return ids, filled.long()
 
     def _generate_eager(self, input_ids: Any, mask: Any, config: GenerationConfig, clock: StepClock):
         from transformers import GenerationConfig as HFGenerationConfig
@@ -123,20 +147,57 @@ class HFBackend:
             self._static = StaticDecoder(self.model, self.eos_ids, self.pad_id, mode=config.decoder)
         return self._static
 
-    def _record(self, prompt: Prompt, row: list[int]) -> Generation:
-        eos = set(self.eos_ids)
-        cut = next((k + 1 for k, t in enumerate(row) if t in eos), None)
-        tokens = row if cut is None else row[:cut]
-        return Generation(
-            item_id=prompt.item_id,
-            prompt=prompt.text,
-            raw_text=self.tokenizer.decode(tokens, skip_special_tokens=False),
-            text=self.tokenizer.decode(tokens, skip_special_tokens=True),
-            prompt_tokens=len(prompt.token_ids),
-            output_tokens=len(tokens),
-            finish_reason="length" if cut is None else "eos",
-            token_ids=tuple(tokens),
-        )
+    def _records(self, prompts: Sequence[Prompt], rows: list[list[int]]) -> list[Generation]:
+        """One batch's generations: each row cut after its first end token, decoded with and without special
+        tokens."""
+        cuts = [_cut(row, self.eos_ids) for row in rows]
+        tokens = [row if cut is None else row[:cut] for row, cut in zip(rows, cuts, strict=True)]
+        raw, text = self._decode(tokens, skip_special_tokens=False), self._decode(tokens, skip_special_tokens=True)
+        return [Generation(item_id=p.item_id, prompt=p.text, raw_text=r, text=t, prompt_tokens=len(p.token_ids),
+                           output_tokens=len(toks), finish_reason="length" if cut is None else "eos",
+                           token_ids=tuple(toks))
+                for p, toks, cut, r, t in zip(prompts, tokens, cuts, raw, text, strict=True)]
+
+    def _decode(self, rows: list[list[int]], *, skip_special_tokens: bool) -> list[str]:
+        """``tokenizer.decode`` of each row; through the Rust tokenizer's parallel ``decode_batch`` where that is
+        what ``decode`` would do (a fast tokenizer with no clean-up and no decode of its own): on 1024 rows of 128
+        tokens, 26 ms one by one against 14 on 2 cores."""
+        if _batch_decodes(self.tokenizer):
+            return list(self.tokenizer._tokenizer.decode_batch(rows, skip_special_tokens=skip_special_tokens))
+        return [self.tokenizer.decode(r, skip_special_tokens=skip_special_tokens) for r in rows]
+
+
+def _cut(row: list[int], eos: Sequence[int]) -> int | None:
+    """The length of `row` up to and including its first end token, or None (list scans in C, not a loop)."""
+    return min((row.index(e) + 1 for e in eos if e in row), default=None)
+
+
+def _to_host(tokens: Any) -> tuple[Any, Any]:
+    """(a host copy of `tokens`, the event after which it is filled): on a GPU without waiting for the device."""
+    import torch
+
+    if tokens.device.type != "cuda":
+        return tokens, None
+    host = torch.empty(tokens.shape, dtype=tokens.dtype, pin_memory=True)
+    host.copy_(tokens, non_blocking=True)
+    done = torch.cuda.Event()
+    done.record()
+    return host, done
+
+
+def _batch_decodes(tokenizer: Any) -> bool:
+    """Whether transformers' ``decode`` of this tokenizer is exactly its Rust tokenizer's ``decode``."""
+    try:
+        from tokenizers import Tokenizer
+        from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+        from transformers.tokenization_utils_tokenizers import TokenizersBackend
+    except ImportError:
+        return False
+    kind = type(tokenizer)
+    return isinstance(getattr(tokenizer, "_tokenizer", None), Tokenizer) and \
+        getattr(kind, "decode", None) is PreTrainedTokenizerBase.decode and \
+        getattr(kind, "_decode", None) is TokenizersBackend._decode and \
+        not getattr(tokenizer, "clean_up_tokenization_spaces", True)
 
 
 @BACKENDS.register("transformers")

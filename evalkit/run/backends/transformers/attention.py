@@ -5,27 +5,30 @@ passed (`transformers.integrations.sdpa_attention.use_gqa_in_sdpa`), and a batch
 padding, unfilled cache slots). On an H200 that copy was 65 % of a decode step at batch 256.
 
 `gqa_attention` is registered with transformers' `AttentionInterface` as ``evalkit_gqa`` and switched on only inside
-`evalkit.run.backends.transformers.static.StaticDecoder` (`use_gqa_attention`), whose forwards are of two kinds:
+`evalkit.run.backends.transformers.static.StaticDecoder` (`use_gqa_attention`). Its calls are a prefill or a decode
+step, the decode step in one of three ways (``EVALKIT_ATTENTION`` chooses for the CUDA-graph decoder):
 
 - a prefill of an empty cache (query length > 1, cache position 0): K/V are cut to the prompt and the call goes to
   transformers' own ``sdpa`` function with the mask eager generation builds (`prefill_mask`), so a prefill computes
   exactly what eager ``generate`` computes;
-- one decode step (query length 1) with a 4D additive mask of shape (batch, 1, 1, L): only the first L cache slots are
-  read (L is the decoder's attended length, a multiple of `StaticDecoder.KV_BUCKET`), through SDPA's own grouped-query
-  support (``enable_gqa=True``), which reads each K/V head once. On an H200 (one layer, 256 slots): 0.117 ms at batch
-  256 and 0.337 at 1024, against 0.819 / 3.10 with the heads repeated, and bit for bit the repeated path's output at
-  256 (docs/benchmarks/). Folding the query heads of a group into the query axis instead was slower (0.175 / 0.555).
+- ``triton``, the CUDA-graph decoder's default: ``evalkit_decode`` passed, the Triton kernel of
+  `evalkit.run.backends.transformers.decode_attention` (each K/V head read once, only the slots each row attends to,
+  read on the device: one graph for every step; at batch 1024 on an H200 0.241 ms a layer, 73 % of the bandwidth);
+- ``sdpa`` (and the ``static`` and ``compiled`` decoders): a 4D additive mask of shape (batch, 1, 1, L), only the
+  first L cache slots read (L is the decoder's attended length, a multiple of `StaticDecoder.KV_BUCKET`), through
+  SDPA's own grouped-query support (``enable_gqa=True``), which reads each K/V head once. On an H200 (one layer, 256
+  slots): 0.117 ms at batch 256 and 0.337 at 1024, against 0.819 / 3.10 with the heads repeated, and bit for bit the
+  repeated path's output at 256 (docs/benchmarks/);
+- ``flash``: ``evalkit_varlen`` passed, flash attention over exactly each row's filled cache slots, with no mask. The
+  decoder keeps the cache token-major, (batch, cache_len, H_kv, D) behind transformers' (batch, H_kv, cache_len, D)
+  view, so it is one packed (batch x cache_len, H_kv, D) tensor; row b's keys start at ``cu_k[b] = b * cache_len +
+  its left padding`` and ``used[b]`` of them are read (FlashAttention-2's varlen kernel with ``seqused_k``). On an
+  H200 this kernel (one split per row and K/V head) took 0.174 ms at batch 256 and 0.537 at 1024 for 200 filled
+  slots, against 0.108 / 0.283 for masked SDPA over 208.
 
-- on a GPU, opt-in (``EVALKIT_ATTENTION=flash``), one decode step with ``evalkit_varlen`` passed: flash attention
-  over exactly each row's filled cache slots, with no mask at all. The decoder keeps the cache token-major, (batch, cache_len, H_kv, D) behind transformers'
-  (batch, H_kv, cache_len, D) view, so it is one packed (batch x cache_len, H_kv, D) tensor; row b's keys start at
-  ``cu_k[b] = b * cache_len + its left padding`` and ``used[b]`` of them are read (FlashAttention-2's varlen kernel
-  with ``seqused_k``): left padding handled by positions, the attended length exact at every step, one graph. On
-  an H200 this kernel (one split per row and K/V head) took 0.174 ms at batch 256 and 0.537 at 1024 for 200 filled
-  slots, against 0.108 / 0.283 for masked SDPA over 208: not the default; a split-KV decode kernel would be.
-
-All are the same function of the same inputs as transformers' attention (the flash path to within rounding:
-`varlen_check`). ``tests/unit/run/test_static.py`` checks greedy tokens against eager decoding on the zoo.
+All are the same function of the same inputs as transformers' attention (the Triton and flash paths to within
+rounding: `decode_attention.check`, `varlen_check`). ``tests/unit/run/test_static.py`` checks greedy tokens against
+eager decoding on the zoo.
 """
 
 from __future__ import annotations
@@ -50,6 +53,13 @@ def gqa_attention(module: Any, query: Any, key: Any, value: Any, attention_mask:
 
     batch, heads, q_len, dim = query.shape
     varlen = kwargs.pop("evalkit_varlen", None)
+    triton = kwargs.pop("evalkit_decode", None)
+    if q_len == 1 and triton is not None:
+        from evalkit.run.backends.transformers.decode_attention import decode_attention
+
+        allowed, pos, lo, scratch = triton
+        return decode_attention(query, key, value, allowed, pos, lo, scaling if scaling is not None else dim ** -0.5,
+                                scratch), None
     if q_len == 1 and varlen is not None:
         return _flash_varlen(query, key, value, varlen, scaling), None
     if q_len > 1:  # prefill of an empty cache: only the prompt's own keys exist

@@ -1,4 +1,5 @@
-"""Fused elementwise kernels for the CUDA-graph decoder, bit for bit the eager ops they replace (or not used at all).
+"""Fused elementwise kernels for the CUDA-graph decoder: the eager ops they replace, bit for bit or (RMSNorm's
+Triton pass) within one rounding step, else not used at all.
 
 Why: with K/V no longer copied, a decode step of a 0.6B model on an H200 is made of ~60 kernels per layer, most of
 them elementwise on a few megabytes (RMSNorm alone is 8: cast, pow, mean, add, rsqrt, mul, cast, mul), and each
@@ -10,6 +11,11 @@ and fuses what comes before and after it (8 kernels -> 3); rotary embedding is o
 compressed-tensors' int8 activation fake-quantization is one reduction and one pointwise kernel (11 -> 2; ``max`` is
 exact in any order). `Fusions.probe` runs each fused kernel beside the eager ops on random inputs on the device and
 keeps only those that agree bit for bit; a run that could not fuse says so in its record.
+
+On top of those, where Triton runs (`evalkit.run.backends.transformers.triton_kernels`): rotary embedding as one
+hand-written kernel, also bit for bit, and RMSNorm as one pass, within `triton_kernels.RMS_TOLERANCE` of eager's
+(its sum order is not ATen's); they replace the inductor fusions where they probe. ``EVALKIT_FUSE=exact`` keeps only
+the bit-exact kernels, ``EVALKIT_FUSE=0`` none.
 """
 
 from __future__ import annotations
@@ -20,12 +26,15 @@ import types
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from evalkit.run.backends.transformers import triton_kernels
+
 __all__ = ["Fusions", "inductor_exact"]
 
 RMS_NORMS = ("Qwen3RMSNorm", "Qwen2RMSNorm", "LlamaRMSNorm", "MistralRMSNorm")  # w * (x * rsqrt(mean(x^2) + eps))
 ROPE_MODULES = ("qwen3", "qwen2", "llama", "mistral")  # modeling_<name>.apply_rotary_pos_emb: q*cos + rot(q)*sin
 _COMPILED: dict[tuple[Any, ...], Callable[..., Any]] = {}  # (kernel, argument dtypes) -> compiled
 _BROKEN: dict[str, str] = {}  # fused kernel -> why it stopped being used (the eager ops run instead: same values)
+_TRITON: set[str] = set()  # the hand-written Triton kernels in use inside `Fusions.installed` ("rms_norm", "rope")
 
 
 def inductor_exact() -> Any:
@@ -94,6 +103,8 @@ def _run(name: str, fn: Callable[..., Any], *args: Any) -> Any:
 
 
 def _fused_rms_forward(self: Any, x: Any) -> Any:
+    if "rms_norm" in _TRITON and (out := triton_kernels.rms_norm(x, self.weight, self.variance_epsilon)) is not None:
+        return out
     variance = _run("square", _square, x).mean(-1, keepdim=True)  # eager's reduction, eager's sum order
     return _run("rms_tail", _rms_tail, x, variance, self.weight, self.variance_epsilon)
 
@@ -101,7 +112,20 @@ def _fused_rms_forward(self: Any, x: Any) -> Any:
 def _fused_rope(q: Any, k: Any, cos: Any, sin: Any, unsqueeze_dim: int = 1) -> tuple[Any, Any]:
     if unsqueeze_dim != 1:
         raise ValueError("evalkit's fused rotary embedding expects unsqueeze_dim=1")
+    if "rope" in _TRITON and (out := triton_kernels.rope(q, k, cos, sin)) is not None:
+        return out
     return _run("rope", _rope, q, k, cos, sin)
+
+
+def _within_ulps(a: Any, b: Any, ulps: int) -> bool:
+    """Same shape and dtype, and every element within `ulps` representable steps of the other's (or equal)."""
+    import torch
+
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    ints = {2: torch.int16, 4: torch.int32, 8: torch.int64}[a.element_size()]
+    steps = (a.flatten().view(ints).long() - b.flatten().view(ints).long()).abs()
+    return bool(((steps <= ulps) | (a.flatten() == b.flatten())).all())
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -116,8 +140,8 @@ def _same(a: Any, b: Any) -> bool:
 class Fusions:
     """The fused kernels that apply to one model on one CUDA device, made once, installed only inside `installed`."""
 
-    def __init__(self, model: Any) -> None:
-        self.model = model
+    def __init__(self, model: Any, *, exact_only: bool = False) -> None:
+        self.model, self.exact_only = model, exact_only  # exact_only: no kernel that may differ from eager's bits
         self.norms = [m for m in model.modules() if type(m).__name__ in RMS_NORMS and "forward" not in vars(m)
                       and hasattr(m, "variance_epsilon")]
         self.rope_module: Any = next((sys.modules.get(f"transformers.models.{n}.modeling_{n}") for n in ROPE_MODULES
@@ -133,8 +157,8 @@ class Fusions:
         return lambda x, c: _run("fq_int8", _fq_int8, x, c)
 
     def probe(self, dtype: Any, quant_args: Any = None) -> None:
-        """Compile each fusion and keep those equal, bit for bit, to the eager ops on random inputs (two shapes, so
-        that the dynamic-shape kernels are the ones checked)."""
+        """Compile each fusion and keep those equal to the eager ops on random inputs, bit for bit (the Triton
+        RMSNorm: within its tolerance), at two shapes, so that the dynamic-shape kernels are the ones checked."""
         import torch
 
         device = next(self.model.parameters()).device
@@ -160,6 +184,26 @@ class Fusions:
                 q, k, cos, sin = randn(b, 4, 3, 64), randn(b, 2, 3, 64), randn(b, 3, 64), randn(b, 3, 64)
                 return _same(eager_rope(q, k, cos, sin), _fused_rope(q, k, cos, sin))
             checks["rope"] = rope_check
+            if device.type == "cuda" and dtype in (torch.bfloat16, torch.float16):  # 16-bit only (triton_kernels)
+                from evalkit.run.backends.transformers.attention import head_shape
+
+                heads, kv_heads, dim = head_shape(self.model)
+
+                def triton_rope_check(b: int) -> bool:  # q, k as transformers makes them: (B, S, H, D) transposed
+                    q, k = randn(b, 3, heads, dim).transpose(1, 2), randn(b, 3, kv_heads, dim).transpose(1, 2)
+                    cos, sin = randn(b, 3, dim), randn(b, 3, dim)
+                    out = triton_kernels.rope(q, k, cos, sin)
+                    return out is not None and _same(eager_rope(q, k, cos, sin), out)
+                checks["triton_rope"] = triton_rope_check
+        if widths and device.type == "cuda" and not self.exact_only:
+            def triton_norm_check(b: int) -> bool:
+                for width, norm in widths.items():
+                    x = randn(b, 1, 16, width)
+                    out = triton_kernels.rms_norm(x, norm.weight, norm.variance_epsilon)
+                    if out is None or not _within_ulps(out, type(norm).forward(norm, x), triton_kernels.RMS_TOLERANCE):
+                        return False
+                return True
+            checks["triton_rms_norm"] = triton_norm_check
         if quant_args is not None:
             from evalkit.run.backends.transformers.quantized import constants, fake_quant_int8_token
 
@@ -202,14 +246,16 @@ class Fusions:
         limits = {n: 64 for n in ("recompile_limit", "cache_size_limit") if n in names}  # shapes x ranks x dtypes
         with inductor_exact(), torch._dynamo.config.patch(limits):
             try:
-                if self.enabled.get("rms_norm"):
+                _TRITON.update(n for n in ("rms_norm", "rope") if self.enabled.get(f"triton_{n}"))
+                if self.enabled.get("rms_norm") or "rms_norm" in _TRITON:
                     for m, fast in self.fast_norms.items():
                         m.forward = fast
-                if self.enabled.get("rope") and self.rope_module is not None:
+                if (self.enabled.get("rope") or "rope" in _TRITON) and self.rope_module is not None:
                     saved_rope = getattr(self.rope_module, "apply_rotary_pos_emb")
                     setattr(self.rope_module, "apply_rotary_pos_emb", _fused_rope)
                 yield
             finally:
+                _TRITON.clear()
                 for m in self.fast_norms:
                     vars(m).pop("forward", None)
                 if saved_rope is not None and self.rope_module is not None:

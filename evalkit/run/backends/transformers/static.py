@@ -4,9 +4,10 @@ What makes the CUDA-graph decoder fast, and why each piece is there (measured on
 256: 0.0136 s/sample before, 0.0029 after):
 
 - attention reads each K/V head once and only the filled part of the cache (`evalkit.run.backends.transformers.
-  attention`): the decode step is captured once per attended length, a multiple of `KV_BUCKET`, and each step
-  replays the graph of the shortest length that holds its tokens (`EVALKIT_ATTENTION=flash`: flash attention over
-  exactly the filled slots in one graph instead, measured slower);
+  attention`): by default a Triton split-KV kernel over exactly each row's attended slots, read on the device, so
+  one graph serves every step (`evalkit.run.backends.transformers.decode_attention`); with
+  ``EVALKIT_ATTENTION=sdpa`` masked SDPA, the decode step captured once per attended length (a multiple of
+  `KV_BUCKET`), each step replaying the shortest that holds its tokens (``flash``: flash varlen, measured slower);
 - graphs belong to a batch bucket: a batch reuses the cache and graphs of the last one only when it is at most 2x
   smaller (the 64-row batch of a benchmark no longer ran inside the 256-row graph);
 - compressed-tensors layers run exactly as the library runs them, with fewer kernels and nothing copied from the
@@ -21,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from evalkit.run.backends.transformers.attention import (
@@ -33,6 +34,7 @@ from evalkit.run.backends.transformers.attention import (
     use_gqa_attention,
     varlen_check,
 )
+from evalkit.run.backends.transformers.decode_attention import check as triton_check
 from evalkit.run.backends.transformers.quantized import QuantizedModules, Unoffloaded, _kind, device_resident_scalars
 
 __all__ = ["StaticDecoder"]
@@ -46,6 +48,8 @@ class _Context:
         self.graphs: dict[int, Any] = {}
         self.pool: Any = None
         self.lean: dict[Any, Any] | None = None  # StaticLayer -> its lean decode update (`StaticDecoder._lean_cache`)
+        self.scratch: dict[str, Any] = {}  # the Triton decode attention's split buffers (live with the graph)
+        self.prefilling = False  # inside `StaticDecoder._prefill`, whose cache was just reset
 
 
 class StaticDecoder:
@@ -64,6 +68,7 @@ class StaticDecoder:
 
     BUCKET = 64
     KV_BUCKET = 32
+    ATTENTIONS = ("triton", "sdpa", "flash")  # EVALKIT_ATTENTION's values for CUDA graphs; the first is the default
 
     def __init__(self, model: Any, eos_ids: tuple[int, ...], pad_id: int, *, mode: str) -> None:
         import torch
@@ -91,7 +96,7 @@ class StaticDecoder:
         self.fusions: Any = None
         self.unoffloaded = Unoffloaded(model)
         self.capture_failed = False
-        self.varlen = False  # flash attention over exactly the filled slots (opt-in, CUDA graphs only: `_prepare`)
+        self.attention = "sdpa"  # the decode step's attention (`ATTENTIONS`; CUDA graphs choose in `_prepare`)
         self._next = self._next_token
         if mode == "compiled":
             # fullgraph=False: a compressed-tensors scheme evalkit does not accelerate keeps the library's wrapper
@@ -114,18 +119,24 @@ class StaticDecoder:
         self.notes += [n for n in (self.unoffloaded.note(), self.quantized.note() if self.quantized else None) if n]
 
     def _prepare_modules(self) -> None:
-        # EVALKIT_ATTENTION=flash: flash varlen decode attention (exact lengths, one graph); measured slower than
-        # masked SDPA over buckets on an H200 (0.537 against 0.283 ms a layer at batch 1024), so not the default
-        if self.mode == "cuda_graph" and os.environ.get("EVALKIT_ATTENTION", "sdpa") == "flash":
-            why = varlen_check(self.device, self.dtype, *head_shape(self.model))
-            self.varlen = why is None
-            if why is not None:
+        # CUDA graphs: the Triton decode attention (exact lengths, one graph) unless EVALKIT_ATTENTION says sdpa
+        # (masked SDPA over KV_BUCKET-slot buckets, one graph each) or flash (flash varlen, measured slower)
+        wanted = os.environ.get("EVALKIT_ATTENTION", self.ATTENTIONS[0])
+        if wanted not in self.ATTENTIONS:
+            raise ValueError(f"EVALKIT_ATTENTION must be one of {', '.join(self.ATTENTIONS)}, got {wanted!r}")
+        if self.mode == "cuda_graph" and wanted != "sdpa":
+            check = triton_check if wanted == "triton" else varlen_check
+            why = check(self.device, self.dtype, *head_shape(self.model))
+            if why is None:
+                self.attention = wanted
+            else:
                 self.notes.append(f"{why}: masked SDPA over {self.KV_BUCKET}-slot buckets instead")
         quant = None
-        if self.mode == "cuda_graph" and os.environ.get("EVALKIT_FUSE", "1") != "0":
+        fuse = os.environ.get("EVALKIT_FUSE", "1")  # 0: no fused kernels; exact: only those bit-equal to eager
+        if self.mode == "cuda_graph" and fuse != "0":
             from evalkit.run.backends.transformers.kernels import Fusions
 
-            self.fusions = Fusions(self.model)
+            self.fusions = Fusions(self.model, exact_only=fuse == "exact")
             int8 = next((m for m in self.model.modules() if getattr(m, "quantization_scheme", None) is not None
                          and "forward" in vars(m) and _kind(m) == "int8_token"), None)
             self.fusions.probe(self.dtype, int8.quantization_scheme.input_activations if int8 is not None else None)
@@ -174,10 +185,12 @@ class StaticDecoder:
             "cu_q": torch.arange(rows + 1, dtype=torch.int32, device=dev),  # flash varlen: one query per row
             "cu_k": torch.arange(rows + 1, dtype=torch.int32, device=dev) * need,  # + each row's left padding
             "used": torch.ones((rows,), dtype=torch.int32, device=dev),  # slots each row attends to this step
+            "lo": torch.zeros((rows,), dtype=torch.int32, device=dev),  # Triton: each row's left padding
         }
+        buf["allowed"] = buf["mask"].view(torch.uint8)  # the same storage, as the Triton kernel reads it
         cache = StaticCache(config=self.model.config, max_cache_len=need)
         self.ctx = _Context(rows, need, max_new, cache, buf)
-        if self.varlen:
+        if self.attention == "flash":
             self._token_major(cache, rows, need)
         if self.mode == "cuda_graph":
             self.ctx.pool = torch.cuda.graph_pool_handle()
@@ -198,7 +211,7 @@ class StaticDecoder:
     def _attended(self, filled: int) -> int:
         """The attended length of a step whose cache holds `filled` tokens (the cache length when compiled)."""
         assert self.ctx is not None
-        if self.mode == "compiled" or self.varlen:
+        if self.mode == "compiled" or self.attention != "sdpa":
             return self.ctx.cache_len
         return min(self.ctx.cache_len, -(-filled // self.KV_BUCKET) * self.KV_BUCKET)
 
@@ -240,12 +253,27 @@ class StaticDecoder:
         b["finished"].zero_()
         b["cu_k"].copy_(b["cu_q"] * self.ctx.cache_len)
         b["used"].fill_(1)
+        b["lo"].zero_()
+
+    def _reset_cache(self) -> None:
+        """The cache emptied for a new batch. With the Triton attention only its counters: no slot is read before this
+        batch writes it (the prefill fills 0..width-1, each step its own), and zeroing the K/V of 28 layers was 30 GB
+        of writes a batch at 1024 rows. The masked paths read whole buckets, so they zero it as transformers does."""
+        assert self.ctx is not None
+        layers = getattr(self.ctx.cache, "layers", None) or []
+        if self.attention == "triton" and layers and all(
+                type(x).__name__ == "StaticLayer" and getattr(x, "is_initialized", False)
+                and hasattr(x, "cumulative_length") for x in layers):
+            for layer in layers:
+                layer.cumulative_length.zero_()
+        else:
+            self.ctx.cache.reset()
 
     @contextlib.contextmanager
     def _lean_cache(self) -> Iterator[None]:
         """A decode step writes its K/V at the step's cache position (the buffer ``cpos``) with one copy per tensor:
         transformers' StaticLayer.update makes the same write from a per-layer counter (arange, add, add_: three
-        more kernels per layer and step). Prefills keep transformers' update."""
+        more kernels per layer and step). The prefill of an emptied cache (`_prefill`) copies into slots 0..n-1."""
         c = self.ctx
         assert c is not None
         cpos = c.buf["cpos"]
@@ -254,10 +282,17 @@ class StaticDecoder:
             original = layer.update
 
             def update(key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> Any:
-                if key_states.shape[-2] != 1 or not getattr(layer, "is_initialized", False):
+                n = key_states.shape[-2]
+                if not getattr(layer, "is_initialized", False) or (n > 1 and not (
+                        c.prefilling and hasattr(layer, "cumulative_length"))):
                     return original(key_states, value_states, *args, **kwargs)
-                layer.keys.index_copy_(2, cpos, key_states)
-                layer.values.index_copy_(2, cpos, value_states)
+                if n == 1:
+                    layer.keys.index_copy_(2, cpos, key_states)
+                    layer.values.index_copy_(2, cpos, value_states)
+                else:  # the prefill of the emptied cache: slots 0..n-1, a plain copy (index_copy_ was 3x slower)
+                    layer.keys[:, :, :n].copy_(key_states)
+                    layer.values[:, :, :n].copy_(value_states)
+                    layer.cumulative_length.add_(n)
                 return layer.keys, layer.values
             return update
 
@@ -274,9 +309,12 @@ class StaticDecoder:
 
     # -- decoding ------------------------------------------------------------------------------------------------
 
-    def generate(self, input_ids: Any, mask: Any, max_new_tokens: int, clock: Any = None) -> Any:
+    def generate(self, input_ids: Any, mask: Any, max_new_tokens: int, clock: Any = None,
+                 launched: Callable[[], None] | None = None) -> Any:
         """Greedy continuations (rows, max_new_tokens) of the left-padded batch; `clock` (an
-        `evalkit.run.timing.StepClock`) is marked before and after the prefill and after each decode step."""
+        `evalkit.run.timing.StepClock`) is marked before and after the prefill and after each decode step;
+        `launched` is called once the prefill is queued on the device, before anything waits for it (host work
+        that then overlaps the prefill)."""
         import torch
 
         rows, width = input_ids.shape
@@ -291,7 +329,7 @@ class StaticDecoder:
                 for length in sorted({self._attended(width + s) for s in range(1, max_new_tokens)}):
                     if length not in c.graphs and not self.capture_failed:
                         self._capture(length)
-            c.cache.reset()
+            self._reset_cache()
             b = c.buf
             if clock is not None:
                 clock.mark()  # the prefill's start: capture and set-up above are not timed
@@ -310,8 +348,11 @@ class StaticDecoder:
             b["cu_k"].copy_(b["cu_q"] * c.cache_len)
             b["cu_k"][:-1] += pad.to(torch.int32)
             b["used"].copy_((width + 1 - pad).to(torch.int32))  # the first decode step's prompt and own token
+            b["lo"].copy_(pad)
             if clock is not None:
                 clock.mark()
+            if launched is not None:
+                launched()
             for s in range(1, max_new_tokens):
                 if (s - 1) % self.check_every == 0 and bool(b["finished"][:rows].all()):
                     break
@@ -340,8 +381,12 @@ class StaticDecoder:
         positions = mask.long().cumsum(-1) - 1
         positions.masked_fill_(mask == 0, 1)
         masks = dict.fromkeys(self.kinds, prefill_mask(self.model, mask, self.dtype))
-        logits = self.model(input_ids=input_ids, position_ids=positions, attention_mask=masks,
-                            past_key_values=self.ctx.cache, use_cache=True, logits_to_keep=1).logits
+        self.ctx.prefilling = True
+        try:
+            logits = self.model(input_ids=input_ids, position_ids=positions, attention_mask=masks,
+                                past_key_values=self.ctx.cache, use_cache=True, logits_to_keep=1).logits
+        finally:
+            self.ctx.prefilling = False
         return logits[:, -1, :].argmax(dim=-1), positions[:, -1:]
 
     def _mask(self, length: int) -> Any:
@@ -354,7 +399,11 @@ class StaticDecoder:
         """One decode step's forward: greedy next token of each row."""
         assert self.ctx is not None
         b = self.ctx.buf
-        extra = {"evalkit_varlen": (b["cu_q"], b["cu_k"], b["used"], self.ctx.cache_len)} if self.varlen else {}
+        extra: dict[str, Any] = {}
+        if self.attention == "flash":
+            extra["evalkit_varlen"] = (b["cu_q"], b["cu_k"], b["used"], self.ctx.cache_len)
+        elif self.attention == "triton":
+            extra["evalkit_decode"] = (b["allowed"], b["cpos"], b["lo"], self.ctx.scratch)
         logits = self.model(input_ids=tokens, position_ids=positions, attention_mask=dict.fromkeys(self.kinds, mask4d),
                             past_key_values=self.ctx.cache, use_cache=True, **extra).logits
         return logits[:, -1, :].argmax(dim=-1)
@@ -363,7 +412,7 @@ class StaticDecoder:
         """One whole decode step (what a graph holds): mask, forward, argmax, bookkeeping."""
         assert self.ctx is not None
         b = self.ctx.buf
-        self._bookkeep(self._next_token(b["tok"], b["pos"], None if self.varlen else self._mask(length)))
+        self._bookkeep(self._next_token(b["tok"], b["pos"], self._mask(length) if self.attention == "sdpa" else None))
 
     def _bookkeep(self, nxt: Any) -> None:
         assert self.ctx is not None

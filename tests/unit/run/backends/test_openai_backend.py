@@ -62,7 +62,7 @@ def test_records_are_decoded_as_hf_backend_decodes_its_tokens(base, row):
     prompt = prompts(base, 1)[0]
     with FakeServer(reply=lambda body: {"token_ids": row}) as s:
         gen = backend(base, s.url).generate([prompt], GenerationConfig(max_new_tokens=4 if len(row) == 4 else 8))
-    assert gen.generations[0] == hf._record(prompt, row)
+    assert gen.generations[0] == hf._records([prompt], [row])[0]
 
 
 def test_finish_reasons(base):
