@@ -166,18 +166,17 @@ def test_host_side_padding_and_decoding_are_the_per_row_ones(tiny):
     prompts = [Prompt(str(i), "", (1,), "plain") for i in range(len(rows))]
     eos = set(backend.eos_ids)
     assert any(eos & set(r[:-1]) for r in rows)  # some rows are cut before their end
-    for row, g in zip(rows, backend._records(prompts, rows), strict=True):
-        cut = next((k + 1 for k, t in enumerate(row) if t in eos), len(row))
-        assert g.token_ids == tuple(row[:cut]) and g.finish_reason == ("eos" if eos & set(row) else "length")
-        assert (g.raw_text, g.text) == (tok.decode(row[:cut]), tok.decode(row[:cut], skip_special_tokens=True))
+    kept = [row[:next((k + 1 for k, t in enumerate(row) if t in eos), len(row))] for row in rows]  # up to the end
+    for row, toks, g in zip(rows, kept, backend._records(prompts, rows), strict=True):
+        assert g.token_ids == tuple(toks) and g.finish_reason == ("eos" if eos & set(row) else "length")
+        assert (g.raw_text, g.text) == (tok.decode(toks), tok.decode(toks, skip_special_tokens=True))
     from evalkit.run.backends.transformers import _batch_decodes
 
     assert _batch_decodes(tok)
     tok.clean_up_tokenization_spaces = True
     try:
         assert not _batch_decodes(tok)
-        assert backend._records(prompts, rows)[0].raw_text == tok.decode(rows[0][:next(
-            (k + 1 for k, t in enumerate(rows[0]) if t in eos), len(rows[0]))])
+        assert [g.raw_text for g in backend._records(prompts, rows)] == [tok.decode(toks) for toks in kept]
     finally:
         tok.clean_up_tokenization_spaces = False
 
